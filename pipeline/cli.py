@@ -1,0 +1,148 @@
+"""The `winnow` command line: `winnow run CONFIG` runs a whole pipeline; `winnow STAGE` runs one
+stage (`--in DIR --out DIR`, ingest takes input files); `winnow lm` trains perplexity models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from pipeline import __version__
+
+log = logging.getLogger("winnow")
+
+
+def _common_ray_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="concurrent Ray workers (default: all CPUs)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (default: $RAY_ADDRESS, else start a local Ray)")
+
+
+def summarize(manifest: dict[str, Any], out_dir: Path) -> str:
+    """One human line per stage: counts and the top rejection reasons."""
+    reasons = sorted(manifest["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:6]
+    shown = ", ".join(f"{k}={v}" for k, v in reasons) or "none"
+    return (f"{manifest['stage']:>8}: input {manifest['input']:,}  kept {manifest['kept']:,}  "
+            f"rejected {manifest['rejected']:,}  ({shown})  → {out_dir}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.runner import RayRuntime, run_stage
+
+    cfg = load_config(args.config, overrides={"output": args.out})
+    out_root = Path(cfg.output)
+    runtime = RayRuntime(workers=args.workers or cfg.ray.workers, address=args.address or cfg.ray.address)
+    previous: list[str] | None = None
+    for name in cfg.stages:
+        stage = cfg.build_stage(name)
+        if previous is None:
+            inputs = list(cfg.inputs)
+            if not inputs:
+                raise ValueError(f"{args.config}: `inputs` is empty; nothing for stage {name} to read")
+        else:
+            inputs = previous
+        stage_out = out_root / name
+        manifest = run_stage(stage, inputs, stage_out, runtime)
+        print(summarize(manifest, stage_out), flush=True)
+        previous = [str(stage_out)]
+    print(f"outputs: {out_root.resolve()}/<stage>/data/*.parquet  (manifest.json, stats.json and "
+          f"rejected/ beside them)", flush=True)
+    return 0
+
+
+def _stage_section(config_path: str | None, stage_name: str) -> dict[str, Any]:
+    """A stage's section from --config: a full pipeline YAML (its `STAGE:` key) or a bare section."""
+    if not config_path:
+        return {}
+    raw = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{config_path}: expected a mapping")
+    if "stages" in raw or stage_name in raw:
+        return dict(raw.get(stage_name) or {})
+    return raw
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from pipeline.runner import RayRuntime, run_stage
+    from stages import registry
+
+    cls = registry()[args.stage_name]
+    section = _stage_section(args.config, cls.name)
+    section.update(cls.cli_overrides(args))
+    stage = cls(section)
+    inputs = args.inputs
+    runtime = RayRuntime(workers=args.workers, address=args.address)
+    manifest = run_stage(stage, inputs, Path(args.out), runtime)
+    print(summarize(manifest, Path(args.out)), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stages import registry
+
+    parser = argparse.ArgumentParser(
+        prog="winnow",
+        description="CommonCrawl → pretraining token streams, on Ray. Run a whole pipeline with "
+                    "`winnow run CONFIG`, or one stage at a time.")
+    parser.add_argument("--version", action="version", version=f"winnow {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run every stage a pipeline config names",
+                       description="Run the stages listed in CONFIG into OUT/<stage>/, resuming finished shards.")
+    p.add_argument("config", help="pipeline YAML (see configs/demo.yaml)")
+    p.add_argument("--out", default=None, help="output root (default: the config's `output`)")
+    _common_ray_args(p)
+    p.set_defaults(func=cmd_run)
+
+    for name, cls in registry().items():
+        p = sub.add_parser(name, help=cls.help, description=(cls.__doc__ or cls.help).strip().splitlines()[0])
+        if cls.reads_raw_files:
+            p.add_argument("inputs", nargs="+", metavar="INPUT",
+                           help="files, globs, fsspec URLs (s3://, https://) or CommonCrawl *.paths.gz listings")
+        else:
+            p.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="DIR",
+                           help="stage output directories (or directories of parquet shards)")
+        p.add_argument("--out", required=True, metavar="DIR", help="this stage's output directory")
+        p.add_argument("--config", default=None, metavar="YAML",
+                       help=f"a pipeline config (its `{name}:` section is used) or a bare `{name}` section")
+        cls.add_cli_arguments(p)
+        _common_ray_args(p)
+        p.set_defaults(func=cmd_stage, stage_name=name)
+
+    try:
+        from pipeline.lm import add_lm_commands
+    except ImportError as exc:
+        if "pipeline.lm" not in str(exc):
+            raise
+    else:
+        add_lm_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s winnow %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from pipeline.config import ConfigError
+    from pipeline.shards import AccountingError, NotAStageOutput
+    from stages.ingest_sources import InputNotFound
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, InputNotFound, NotAStageOutput, FileNotFoundError, ValueError) as exc:
+        print(f"winnow: error: {exc}", file=sys.stderr)
+        return 2
+    except AccountingError as exc:
+        print(f"winnow: accounting error (a document was lost or invented): {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Shard I/O under the stage contract: atomic writes, checksums, manifests.
+
+A stage output directory looks like::
+
+    STAGE_DIR/
+      data/part-00000.parquet        kept documents
+      rejected/part-00000.parquet    id, url, reason (+ text when the config asks)
+      _progress/part-00000.json      the shard's commit record (written last, atomically)
+      manifest.json                  written once every shard is committed and the counts add up
+
+A shard becomes visible only by rename after it is complete, so a reader never sees half a file,
+and a shard without its commit record is simply rewritten by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_DIR = "data"
+REJECTED_DIR = "rejected"
+PROGRESS_DIR = "_progress"
+MANIFEST = "manifest.json"
+
+# Columns every rejected row carries; text is optional (config `keep_rejected_text`).
+REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("url", pa.string()), ("reason", pa.string())])
+REJECTED_SCHEMA_WITH_TEXT = REJECTED_SCHEMA.append(pa.field("text", pa.string()))
+
+
+@dataclass(frozen=True)
+class ShardFile:
+    """One committed parquet file: where it is, how many rows, its size and checksum."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], *, relative_to: str | os.PathLike[str] | None = None,
+                         row_group_size: int = 8192) -> ShardFile:
+    """Write `table` to `path` through a temp file in the same directory and an atomic rename.
+
+    The bytes depend only on the table (no timestamps), so equal tables give equal files.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size,
+                       write_statistics=True, use_dictionary=True)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        digest = sha256_file(tmp)
+        size = os.path.getsize(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    shown = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
+    return ShardFile(path=shown, rows=table.num_rows, bytes=size, sha256=digest)
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write JSON deterministically (sorted keys) through temp file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def empty_rejected(with_text: bool = False) -> pa.Table:
+    schema = REJECTED_SCHEMA_WITH_TEXT if with_text else REJECTED_SCHEMA
+    return schema.empty_table()
+
+
+def rejected_table(rows: Iterable[dict[str, Any]], with_text: bool = False) -> pa.Table:
+    """Build a rejected-rows table from dicts with id, url, reason (and text)."""
+    schema = REJECTED_SCHEMA_WITH_TEXT if with_text else REJECTED_SCHEMA
+    cols: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for row in rows:
+        for name in schema.names:
+            cols[name].append(row.get(name))
+    return pa.table(cols, schema=schema)
+
+
+class NotAStageOutput(ValueError):
+    """Raised when a directory given as a stage input holds neither a manifest nor parquet shards."""
+
+
+def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path]:
+    """The kept-document shards of a finished stage directory, in manifest order.
+
+    Accepts a stage directory with `manifest.json`, or any directory of `*.parquet` files
+    (sorted by name) so hand-made inputs work too. A stage directory without a manifest is
+    an unfinished run and is refused rather than read half-way.
+    """
+    stage_dir = Path(stage_dir)
+    if not stage_dir.is_dir():
+        raise NotAStageOutput(f"{stage_dir}: not a directory")
+    manifest = stage_dir / MANIFEST
+    if manifest.exists():
+        m = read_json(manifest)
+        return [stage_dir / s["path"] for s in m["shards"]]
+    if (stage_dir / PROGRESS_DIR).exists():
+        raise NotAStageOutput(f"{stage_dir}: stage output without manifest.json (unfinished run); rerun that stage first")
+    files = sorted(stage_dir.glob("*.parquet")) or sorted((stage_dir / DATA_DIR).glob("*.parquet"))
+    if not files:
+        raise NotAStageOutput(f"{stage_dir}: no manifest.json and no *.parquet shards")
+    return files
+
+
+def shard_paths(stage_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path, Path]:
+    """(data, rejected, progress-record) paths of shard `name` inside a stage directory."""
+    stage_dir = Path(stage_dir)
+    return (stage_dir / DATA_DIR / f"{name}.parquet",
+            stage_dir / REJECTED_DIR / f"{name}.parquet",
+            stage_dir / PROGRESS_DIR / f"{name}.json")
+
+
+def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:
+    """The commit record of shard `name` if it was written under this config and input, else None."""
+    data, rejected, progress = shard_paths(stage_dir, name)
+    if not progress.exists():
+        return None
+    try:
+        record = read_json(progress)
+    except (OSError, ValueError):
+        return None
+    if record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
+        return None
+    if not data.exists() or not rejected.exists():
+        return None
+    return record
+
+
+def commit_shard(stage_dir: str | os.PathLike[str], name: str, *, kept: pa.Table, rejected: pa.Table,
+                 input_rows: int, config_hash: str, fingerprint: str,
+                 counters: dict[str, int] | None = None) -> dict[str, Any]:
+    """Write one shard's kept and rejected tables, then its commit record, each atomically.
+
+    Checks the shard's own accounting (`kept + rejected == input`) before anything is written,
+    so a stage bug fails loudly at the shard that caused it. Returns the commit record.
+    """
+    if kept.num_rows + rejected.num_rows != input_rows:
+        raise AccountingError(f"shard {name}: kept {kept.num_rows} + rejected {rejected.num_rows} != input {input_rows}")
+    data_path, rejected_path, progress_path = shard_paths(stage_dir, name)
+    data_file = write_parquet_atomic(kept, data_path, relative_to=stage_dir)
+    rejected_file = write_parquet_atomic(rejected, rejected_path, relative_to=stage_dir)
+    reasons: dict[str, int] = {}
+    if rejected.num_rows:
+        for reason, n in zip(*_value_counts(rejected.column("reason"))):
+            reasons[reason] = n
+    record = {
+        "name": name,
+        "config_hash": config_hash,
+        "fingerprint": fingerprint,
+        "input": input_rows,
+        "kept": kept.num_rows,
+        "rejected": rejected.num_rows,
+        "reasons": dict(sorted(reasons.items())),
+        "counters": dict(sorted((counters or {}).items())),
+        "data": data_file.to_json(),
+        "rejected_file": rejected_file.to_json(),
+    }
+    write_json_atomic(record, progress_path)
+    return record
+
+
+def _value_counts(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
+    counts = column.value_counts()
+    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+
+
+class AccountingError(RuntimeError):
+    """kept + rejected != input somewhere: a document was lost or invented."""

@@ -1,0 +1,15 @@
+"""The document schema shared by every stage (ARCHITECTURE.md, "Document schema").
+
+Ingest writes the base columns; later stages append theirs and never drop one."""
+
+import pyarrow as pa
+
+BASE_DOCUMENT_SCHEMA = pa.schema([
+    ("id", pa.string()),            # hex of blake2b-128(dump, url, record digest): stable across runs
+    ("url", pa.string()),
+    ("host", pa.string()),
+    ("dump", pa.string()),          # e.g. CC-MAIN-2024-22; "" when unknown
+    ("crawl_date", pa.timestamp("s", tz="UTC")),
+    ("text", pa.string()),
+    ("source", pa.string()),        # input file and record offset, for tracing a row back
+])
