@@ -104,7 +104,8 @@ def _prepare_out_dir(stage: Stage, out_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def build_manifest(stage: Stage, inputs: Sequence[str], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def build_manifest(stage: Stage, inputs: Sequence[str], records: Sequence[dict[str, Any]],
+                   tasks: Sequence[ShardTask] = ()) -> dict[str, Any]:
     """The stage's manifest from its shard commit records; raises AccountingError if the counts
     do not add up (kept + rejected == input, per shard and in total)."""
     total_in = total_kept = total_rej = 0
@@ -135,6 +136,7 @@ def build_manifest(stage: Stage, inputs: Sequence[str], records: Sequence[dict[s
         "reasons": dict(sorted(reasons.items())),
         "counters": dict(sorted(counters.items())),
         "shards": [r["data"] for r in records],
+        "shard_sources": {t.name: list(t.inputs) for t in tasks},
         "rejected_shards": [r["rejected_file"] for r in records],
     }
 
@@ -166,7 +168,7 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
         # Whole-dataset stages (dedup) see every task: their phases need all shards, and they
         # skip committing shards that are already committed themselves.
         records = stage.execute(tasks, out_dir, runtime)
-    manifest = build_manifest(stage, inputs, records)
+    manifest = build_manifest(stage, inputs, records, tasks)
     shard_io.write_json_atomic(manifest, out_dir / shard_io.MANIFEST)
     elapsed = time.monotonic() - started
     shard_io.write_json_atomic({"stage": stage.name, "seconds": round(elapsed, 3), "input": manifest["input"],
