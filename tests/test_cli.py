@@ -75,7 +75,8 @@ def test_ray_job_submit_runs_winnow_unchanged(shared_data: Path, tmp_path: Path)
     """`ray start --head`, then `ray job submit -- winnow run CONFIG`: the job's driver joins that
     cluster through RAY_ADDRESS and writes the same shards as a local run."""
     temp_dir = tempfile.mkdtemp(prefix="wr", dir="/tmp")  # short: Ray's socket paths are length-limited
-    gcs_port, dash_port = _free_port(), _free_port()
+    # every port explicit: other Ray instances on this machine (tests, users) hold the defaults
+    gcs_port, dash_port, agent_port, client_port = _free_port(), _free_port(), _free_port(), _free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
@@ -86,6 +87,7 @@ def test_ray_job_submit_runs_winnow_unchanged(shared_data: Path, tmp_path: Path)
         "output": str(tmp_path / "job-out"), "stages": ["ingest"], "ray": {"workers": 2}}))
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs_port}", "--num-cpus=2",
                              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+                             f"--dashboard-agent-listen-port={agent_port}", f"--ray-client-server-port={client_port}",
                              f"--temp-dir={temp_dir}"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
