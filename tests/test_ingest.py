@@ -180,3 +180,18 @@ def test_input_expansion(tmp_path: Path, shared_data: Path) -> None:
     assert dump_from("crawl-data/CC-MAIN-2024-22/segments/x/wet/CC-MAIN-20240518-00001.warc.wet.gz") == "CC-MAIN-2024-22"
     with pytest.raises(ValueError, match="unknown input kind"):
         file_kind("notes.docx")
+
+
+def test_undecodable_wet_text_is_rejected(tmp_path: Path) -> None:
+    from warcio.warcwriter import WARCWriter
+    import io as _io
+    path = tmp_path / "bad.warc.wet.gz"
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        for url, body in [("http://good.example/", "Plain readable text, ünïcödé included.".encode()),
+                          ("http://bad.example/", bytes(range(128, 256)) * 8)]:
+            w.write_record(w.create_warc_record(url, "conversion", payload=_io.BytesIO(body),
+                                                warc_content_type="text/plain"))
+    out, reasons = run_file(path)
+    assert out.input_rows == 2 and reasons == {"ingest:undecodable": 1}
+    assert out.kept.column("text").to_pylist() == ["Plain readable text, ünïcödé included."]
