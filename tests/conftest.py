@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Ray workers started by any test (not only through `ray_local`) must import test modules too:
+# local Ray workers inherit the driver's environment.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")] if p)
 SHARED_DATA = Path(os.environ.get("WINNOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -25,9 +28,7 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        # workers must import test modules too (stages defined in tests)
-        pythonpath = os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
     yield ray
     ray.shutdown()

@@ -1,0 +1,170 @@
+"""The incremental dedup index: what lets ``winnow dedup --in NEWDUMP --index IDX`` deduplicate a
+new dump against every document already indexed without recomputing an old signature.
+
+Layout::
+
+    IDX/index.json                       parameters, partitions, segments, next global shard
+    IDX/seg-000000-<run>/sig/part-*.arrow the kept documents' signatures, ranks, ids (row-aligned,
+                                         one file per input shard of the run that added them)
+    IDX/seg-000000-<run>/bands/p-*.arrow  their LSH band keys, one file per partition
+    IDX/seg-000000-<run>/exact/p-*.arrow  their content hashes, one file per partition
+
+A run's reduce j reads ``p-j`` of every segment (one file per segment, however many shards the
+segment came from), so the old documents join the buckets of the new ones; old documents always win
+the keep rule, and pairs of two old documents are never re-emitted. After the run commits its
+shards, the documents it kept become a new segment: per shard (signatures, partitioned keys), then
+per partition (compacted into ``p-j``), then renamed into place and listed in index.json — each
+step atomic, so a killed run redoes only what is missing.
+
+Only *kept* documents are indexed (the index is the set of published documents); a new document
+that is a near-duplicate only of an already-removed old document is therefore not caught, which
+is the price of an index 10× smaller at DeepSeek's 89.8% removal rate. One writer at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.shards import read_json, write_json_atomic
+from stages.dedup import minhash as mh
+from stages.dedup import normalize as nz
+from stages.dedup import phases as ph
+from stages.dedup import shuffle as sh
+
+INDEX_FILE = "index.json"
+FORMAT = 1
+
+
+class IndexMismatch(ValueError):
+    """The index was built with other MinHash parameters; its band keys would never match."""
+
+
+def index_params(plan_like: Any) -> dict[str, Any]:
+    """The parameters an index and a run must share for their keys to be comparable."""
+    return {"num_perm": plan_like.num_perm, "num_bands": plan_like.num_bands,
+            "rows_per_band": plan_like.rows_per_band, "ngram": plan_like.ngram, "seed": plan_like.seed,
+            "cjk": plan_like.cjk, "scope": plan_like.scope, "table_version": nz.TABLE_VERSION,
+            "hash": "xxh3+fmix64/affine32"}
+
+
+def load_index(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """index.json of an index directory, or None for a new (absent or empty) index."""
+    p = Path(path) / INDEX_FILE
+    if not p.exists():
+        return None
+    meta = read_json(p)
+    if meta.get("format") != FORMAT:
+        raise IndexMismatch(f"{path}: index format {meta.get('format')}, this winnow writes {FORMAT}")
+    return meta
+
+
+def check_params(meta: dict[str, Any], params: dict[str, Any], path: str) -> None:
+    if meta["params"] != params:
+        diff = {k: (meta["params"].get(k), v) for k, v in params.items() if meta["params"].get(k) != v}
+        raise IndexMismatch(f"{path}: built with other dedup parameters (index, run): {diff}")
+
+
+def base_segments(meta: dict[str, Any] | None, index_dir: str, run_id: str) -> tuple[list[ph.Segment], int]:
+    """The segments a run deduplicates against (not its own, if a killed run already added it)
+    and the first global shard free for the run's inputs."""
+    if meta is None:
+        return [], 0
+    segs = [s for s in meta["segments"] if s["run_id"] != run_id]
+    out = [ph.Segment(name=s["name"], path=str(Path(index_dir) / s["name"]), shard_offset=s["shard_offset"],
+                      num_shards=s["num_shards"]) for s in segs]
+    nxt = max((s.shard_offset + s.num_shards for s in out), default=0)
+    return out, nxt
+
+
+def building_dir(index_dir: str, run_id: str) -> Path:
+    return Path(index_dir) / f"_building-{run_id}"
+
+
+def segment_name(shard_offset: int, run_id: str) -> str:
+    return f"seg-{shard_offset:06d}-{run_id[:8]}"
+
+
+def build_segment_shard(plan: ph.Plan, i: int, index_dir: str, run_id: str) -> dict[str, Any]:
+    """Add input shard i's kept documents to the segment being built: signatures (no text is read),
+    band keys and content hashes, renumbered to the kept rows and marked as old."""
+    root = building_dir(index_dir, run_id)
+    out_sig = root / "sig" / f"part-{i:05d}.arrow"
+    out_bands = root / "bands" / f"part-{i:05d}.arrow"
+    out_exact = root / "exact" / f"part-{i:05d}.arrow"
+    done = sh.is_done(out_exact)
+    if done is not None:
+        return done
+    d = ph.decide(plan, i)
+    sig = ph.load_sig_file(plan.path("sig", i))
+    keep = np.flatnonzero(d["decision"] == ph.KEEP)
+    t = sig.take(pa.array(keep))
+    g = plan.gshard(i)
+    keys = (np.int64(g) << np.int64(32)) | np.arange(len(keep), dtype=np.int64)
+    prio = ph._col(t, "prio") & ~ph.NEW_FLAG
+    rank = ph._col(t, "rank") & np.uint64(0xFFFFFFFF)
+    status = ph._col(t, "status")
+    t = t.set_column(t.schema.get_field_index("key"), "key", pa.array(keys, pa.int64()))
+    t = t.set_column(t.schema.get_field_index("prio"), "prio", pa.array(prio, pa.uint64()))
+    t = t.set_column(t.schema.get_field_index("rank"), "rank", pa.array(rank, pa.uint64()))
+    sh.write_table(out_sig, t)
+    signed = np.flatnonzero(status == ph.STATUS_SIGNED)
+    sigm = ph._sig_matrix(t, plan.num_perm)[signed]
+    salt = ph._col(t, "salt")[signed]
+    bh = mh.band_hashes(sigm, plan.num_bands, plan.rows_per_band, salt)
+    bands = pa.table([bh.reshape(-1), np.repeat(keys[signed], plan.num_bands),
+                      np.repeat(prio[signed], plan.num_bands)], schema=ph.BAND_SCHEMA)
+    sh.write_partitioned(out_bands, bands, (ph._col(bands, "band") % np.uint64(plan.partitions)).astype(np.int64),
+                         plan.partitions)
+    ex = pa.table([ph._col(t, "h1"), ph._col(t, "h2"), keys, rank, t.column("id")], schema=ph.EXACT_MAP_SCHEMA)
+    sh.write_partitioned(out_exact, ex, (ph._col(ex, "h1") % np.uint64(plan.partitions)).astype(np.int64),
+                         plan.partitions)
+    return sh.mark_done(out_exact, {"indexed_docs": len(keep)})
+
+
+def compact_segment_partition(plan: ph.Plan, j: int, index_dir: str, run_id: str) -> dict[str, Any]:
+    """Partition j of the segment being built: the per-shard band and content-hash files merged
+    into one file each, so later runs read one file per segment and partition."""
+    root = building_dir(index_dir, run_id)
+    out = {}
+    for kind, schema in (("bands", ph.BAND_SCHEMA), ("exact", ph.EXACT_MAP_SCHEMA)):
+        dest = root / kind / f"p-{j:05d}.arrow"
+        if sh.is_done(dest) is None:
+            parts = [root / kind / f"part-{i:05d}.arrow" for i in range(plan.num_shards)]
+            sh.write_table(dest, sh.read_partition(parts, j, schema))
+            sh.mark_done(dest, {})
+        out[kind] = str(dest)
+    return out
+
+
+def finish_segment(plan: ph.Plan, index_dir: str, run_id: str, inputs: list[str], docs: int) -> dict[str, Any]:
+    """Drop the per-shard key files, rename the built segment into place and list it in
+    index.json (the commit point)."""
+    index_dir = str(index_dir)
+    meta = load_index(index_dir) or {"format": FORMAT, "params": index_params(plan), "partitions": plan.partitions,
+                                     "segments": []}
+    if any(s["run_id"] == run_id for s in meta["segments"]):
+        return meta
+    name = segment_name(plan.shard_offset, run_id)
+    final = Path(index_dir) / name
+    src = building_dir(index_dir, run_id)
+    if src.exists():
+        for kind in ("bands", "exact"):
+            for f in (src / kind).glob("part-*"):
+                f.unlink()
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(src, final)
+    elif not final.exists():
+        raise FileNotFoundError(f"{src}: segment was not built")
+    meta["segments"].append({"name": name, "run_id": run_id, "shard_offset": plan.shard_offset,
+                             "num_shards": plan.num_shards, "docs": docs, "inputs": inputs})
+    meta["next_shard"] = plan.shard_offset + plan.num_shards
+    meta["docs"] = sum(s["docs"] for s in meta["segments"])
+    write_json_atomic(meta, Path(index_dir) / INDEX_FILE)
+    return meta
