@@ -9,7 +9,7 @@ BASE_DOCUMENT_SCHEMA = pa.schema([
     ("url", pa.string()),
     ("host", pa.string()),
     ("dump", pa.string()),          # e.g. CC-MAIN-2024-22; "" when unknown
-    ("crawl_date", pa.timestamp("s", tz="UTC")),
+    ("crawl_date", pa.timestamp("ms", tz="UTC")),  # ms: what parquet stores and gives back
     ("text", pa.string()),
     ("source", pa.string()),        # input file and record offset, for tracing a row back
 ])
