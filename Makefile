@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data
 DEMO_CONFIG := $(if $(wildcard $(SHARED_DATA)),configs/demo.yaml,configs/demo-remote.yaml)
 
-.PHONY: demo test bench install lmplz clean
+.PHONY: demo test bench install lmplz models clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,18 @@ $(BIN)/lmplz: | $(VENV)/.installed
 
 lmplz: $(BIN)/lmplz
 
-demo: install lmplz
+# Perplexity models for the demo's filter stage, trained from the Wikipedia reference text in
+# ../shared/data (each `lm train` is a no-op when its inputs are unchanged; ~15 s from scratch).
+LM := models/lm
+models: install lmplz
+	$(BIN)/winnow lm train --lang en --text $(SHARED_DATA)/ref_text/wikitext2/valid.txt \
+	    $(SHARED_DATA)/ref_text/wikitext2/test.txt --out $(LM)/en
+	$(BIN)/winnow lm train --lang zh --text $(SHARED_DATA)/ref_text/cmrc2018/cmrc2018_contexts_zh.txt \
+	    $(SHARED_DATA)/ref_text/drcd/drcd_contexts_zh_hant.txt --out $(LM)/zh
+	$(BIN)/winnow lm cutoffs --model en=$(LM)/en --model zh=$(LM)/zh \
+	    --in $(SHARED_DATA)/dolma/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz --out $(LM)/cutoffs.csv
+
+demo: install lmplz $(if $(wildcard $(SHARED_DATA)),models)
 	$(BIN)/winnow run $(DEMO_CONFIG)
 
 test: install lmplz

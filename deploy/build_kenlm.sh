@@ -16,7 +16,8 @@ set -euo pipefail
 VENV_DIR="${1:?usage: bash deploy/build_kenlm.sh VENV_DIR}"
 VENV_DIR="$(cd "$VENV_DIR" && pwd)"
 BIN="$VENV_DIR/bin"
-PIP="$BIN/pip"
+if [[ -x "$BIN/pip" ]]; then PIP=("$BIN/pip"); elif [[ -x "$BIN/python" ]]; then PIP=("$BIN/python" -m pip);
+else PIP=(python3 -m pip); fi
 MAX_ORDER="${KENLM_MAX_ORDER:-6}"
 JOBS="${KENLM_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
@@ -61,7 +62,7 @@ else
     log "fetching the kenlm sdist with pip"
     # --no-binary kenlm (not :all:): only kenlm itself must be the sdist; its build requirements
     # (setuptools, wheel, cmake) may come as wheels, else pip compiles cmake from source (>10 min).
-    "$PIP" download --quiet --no-deps --no-binary kenlm kenlm -d "$WORK"
+    "${PIP[@]}" download --quiet --no-deps --no-binary kenlm kenlm -d "$WORK"
 fi
 SDIST="$(ls "$WORK"/kenlm-*.tar.gz "$WORK"/kenlm-*.zip 2>/dev/null | head -n1 || true)"
 [[ -n "$SDIST" ]] || { log "no kenlm sdist found in $WORK"; exit 1; }

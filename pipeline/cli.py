@@ -67,13 +67,24 @@ def _stage_section(config_path: str | None, stage_name: str) -> dict[str, Any]:
     return raw
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, merging nested sections key by key (a flag that sets
+    `perplexity.cutoffs` must not wipe the YAML's `perplexity.models`)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
     from pipeline.runner import RayRuntime, run_stage
     from stages import registry
 
     cls = registry()[args.stage_name]
-    section = _stage_section(args.config, cls.name)
-    section.update(cls.cli_overrides(args))
+    section = deep_merge(_stage_section(args.config, cls.name), cls.cli_overrides(args))
     stage = cls(section)
     inputs = args.inputs
     runtime = RayRuntime(workers=args.workers, address=args.address)
@@ -130,13 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s winnow %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from filters.errors import ModelError
     from pipeline.config import ConfigError
     from pipeline.shards import AccountingError, NotAStageOutput
     from stages.ingest_sources import InputNotFound
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, InputNotFound, NotAStageOutput, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, InputNotFound, NotAStageOutput, ModelError, FileNotFoundError, ValueError) as exc:
         print(f"winnow: error: {exc}", file=sys.stderr)
         return 2
     except AccountingError as exc:
