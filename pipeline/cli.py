@@ -126,13 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         _common_ray_args(p)
         p.set_defaults(func=cmd_stage, stage_name=name)
 
-    try:
-        from pipeline.lm import add_lm_commands
-    except ImportError as exc:
-        if "pipeline.lm" not in str(exc):
-            raise
-    else:
-        add_lm_commands(sub)
+    from pipeline.lm import add_lm_commands
+
+    add_lm_commands(sub)
     return parser
 
 

@@ -1,5 +1,5 @@
 """winnow's stages: each module is one stage, a pure transform of Arrow data plus the few lines
-that map it over shards with Ray. `STAGES` is the registry the runner and the CLI read."""
+that map it over shards with Ray. `registry()` is what the runner, the config and the CLI read."""
 
 from __future__ import annotations
 
@@ -7,20 +7,9 @@ from stages.base import Stage, ShardMapStage, ShardTask, ShardOutput  # noqa: F4
 
 
 def registry() -> dict[str, type[Stage]]:
-    """Stage name -> class, in pipeline order. Imported lazily so `winnow --help` stays fast."""
+    """Stage name -> class, in pipeline order. Imported lazily so `import stages` stays cheap."""
+    from stages.dedup import DedupStage
+    from stages.filter import FilterStage
     from stages.ingest import IngestStage
 
-    found: list[type[Stage]] = [IngestStage]
-    try:
-        from stages.filter import FilterStage
-        found.append(FilterStage)
-    except ImportError as exc:  # only while the module does not exist yet
-        if "stages.filter" not in str(exc):
-            raise
-    try:
-        from stages.dedup import DedupStage
-        found.append(DedupStage)
-    except ImportError as exc:
-        if "stages.dedup" not in str(exc):
-            raise
-    return {cls.name: cls for cls in found}
+    return {cls.name: cls for cls in (IngestStage, FilterStage, DedupStage)}
