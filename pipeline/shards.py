@@ -14,13 +14,14 @@ and a shard without its commit record is simply rewritten by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,50 +70,47 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], *, relative_to: str | os.PathLike[str] | None = None,
-                         row_group_size: int = 8192) -> ShardFile:
-    """Write `table` to `path` through a temp file in the same directory and an atomic rename.
-
-    The bytes depend only on the table (no timestamps), so equal tables give equal files.
-    """
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temp path beside `path`; on success fsync it and rename it over `path`, on any
+    error remove it. Readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size,
-                       write_statistics=True, use_dictionary=True)
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        digest = sha256_file(tmp)
-        size = os.path.getsize(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], *, relative_to: str | os.PathLike[str] | None = None,
+                         row_group_size: int = 8192) -> ShardFile:
+    """Write `table` to `path` atomically (`atomic_path`).
+
+    The bytes depend only on the table (no timestamps), so equal tables give equal files.
+    """
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size,
+                       write_statistics=True, use_dictionary=True)
+        digest = sha256_file(tmp)
+        size = os.path.getsize(tmp)
     shown = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
     return ShardFile(path=shown, rows=table.num_rows, bytes=size, sha256=digest)
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
-    """Write JSON deterministically (sorted keys) through temp file + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    """Write JSON deterministically (sorted keys) and atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
             f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

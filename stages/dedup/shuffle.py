@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from pipeline import shards as shard_io
 from pipeline.shards import write_json_atomic
 
 
@@ -39,9 +39,7 @@ def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.n
     counts = np.bincount(parts, minlength=num_parts)
     table = table.take(pa.array(order)) if table.num_rows else table
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with shard_io.atomic_path(path) as tmp:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             for j in range(num_parts):
                 part = table.slice(int(bounds[j]), int(counts[j]))
@@ -50,11 +48,6 @@ def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.n
                     writer.write_batch(batch[0] if len(batch) == 1 else pa.concat_batches(batch))
                 else:
                     writer.write_batch(pa.RecordBatch.from_pylist([], schema=table.schema))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return [int(c) for c in counts]
 
 
