@@ -41,7 +41,6 @@ test: install lmplz
 	$(BIN)/python -m pytest -q tests
 
 bench: install lmplz
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -84,8 +84,16 @@ def _sha256(path: Path) -> str:
 def _probe_in_subprocess(path: Path) -> None:
     """Load `path` and predict once in a child process: fastText segfaults on some truncated
     files instead of raising, and that must kill a probe, not the worker."""
-    code = ("import sys, fasttext; m = fasttext.load_model(sys.argv[1]); "
-            "m.predict('probe text'); print(len(m.get_labels()))")
+    # fastText reads a truncated file without error (and then predicts from uninitialised memory
+    # or segfaults, depending on the build): saving the loaded model again and comparing sizes
+    # tells a complete file from a cut one deterministically.
+    code = ("import os, sys, tempfile, fasttext\n"
+            "m = fasttext.load_model(sys.argv[1]); m.predict('probe text')\n"
+            "with tempfile.TemporaryDirectory() as d:\n"
+            "    out = os.path.join(d, 'resaved.bin'); m.save_model(out)\n"
+            "    need, have = os.path.getsize(out), os.path.getsize(sys.argv[1])\n"
+            "if need != have:\n"
+            "    sys.exit(f'truncated: the file has {have} bytes, its header describes {need}')\n")
     try:
         proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired as exc:
