@@ -21,7 +21,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
@@ -45,7 +45,6 @@ class ShardTask:
     name: str
     inputs: tuple[str, ...]
     fingerprint: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass

@@ -11,15 +11,12 @@ records before it are kept: one bad file never stops the run.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gzip
 import hashlib
-import io
 import json
 import re
 import zlib
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Iterator, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 from urllib.parse import urlsplit
 
 import fsspec

@@ -508,20 +508,6 @@ def sketch_jaccard(plan: Plan, a: pa.Array, b: pa.Array) -> np.ndarray:
     return mh.estimated_jaccard(ma, mb)
 
 
-def _write_cc_input(plan: Plan, out: Path, u: np.ndarray, v: np.ndarray, contract: bool = False) -> None:
-    """Edges in the large-star input layout: both directions, partitioned by the first node.
-
-    `contract`: first replace this task's edges by a star forest with the same components
-    (`components.local_contract`): LSH edges of one bucket share their centres, so most clusters
-    leave here already final and the star rounds have little left to do."""
-    if contract and len(u):
-        u, v = cc.local_contract(u, v)
-    a = np.concatenate([u, v])
-    b = np.concatenate([v, u])
-    sh.write_partitioned(out, pa.table([a, b], schema=EDGE_SCHEMA), cc.hash_partition(a, plan.partitions),
-                         plan.partitions)
-
-
 def verify_a(plan: Plan, g: int) -> dict[str, Any]:
     """Bucket g of the candidate edges: distinct pairs, plus the member's sketch, by bucket of
     the centre. Without verification: distinct pairs straight to the component phase."""
