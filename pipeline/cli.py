@@ -150,6 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AccountingError as exc:
         print(f"winnow: accounting error (a document was lost or invented): {exc}", file=sys.stderr)
         return 3
+    except Exception as exc:
+        from pipeline.runner import ShardFailed
+
+        failed = exc if isinstance(exc, ShardFailed) else getattr(exc, "cause", None)
+        if not isinstance(failed, ShardFailed):
+            raise
+        print(f"winnow: error: {failed} (committed shards are kept; rerun to resume)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,13 @@ from stages.base import Runtime, ShardMapStage, ShardTask, Stage
 
 log = logging.getLogger("winnow")
 
+#: How often a shard is retried after its worker process died.
+SHARD_RETRIES = 2
+
+
+class ShardFailed(RuntimeError):
+    """A stage raised on one shard; the message names the stage, the shard and its input."""
+
 
 class RayRuntime(Runtime):
     """Ray, as lent to a stage: `workers` concurrent actors/tasks at most."""
@@ -48,14 +55,20 @@ class RayRuntime(Runtime):
         if not tasks:
             return []
 
-        @ray.remote(num_cpus=1)
+        # A worker process that dies (a segfault in a native library, OOM-kill) is restarted and
+        # its shard retried; a Python exception in the stage is not retried, it names the shard.
+        @ray.remote(num_cpus=1, max_restarts=SHARD_RETRIES, max_task_retries=SHARD_RETRIES)
         class ShardWorker:
             def __init__(self, stage: ShardMapStage):
                 self.stage = stage
                 self.stage.setup()
 
             def run(self, task: ShardTask, out_dir: str) -> dict[str, Any]:
-                return self.stage.run_and_commit(task, Path(out_dir))
+                try:
+                    return self.stage.run_and_commit(task, Path(out_dir))
+                except Exception as exc:
+                    raise ShardFailed(f"{self.stage.name}: shard {task.name} (input {', '.join(task.inputs)}) "
+                                      f"failed: {type(exc).__name__}: {exc}") from exc
 
         n = min(self.workers, len(tasks))
         stage_ref = ray.put(stage)

@@ -141,3 +141,40 @@ def test_killed_run_resumes_to_identical_output(shared_data: Path, tmp_path: Pat
     assert shard_io.read_json(killed / "stats.json")["shards_resumed"] >= committed
     mk, mc = shard_io.read_json(killed / "manifest.json"), shard_io.read_json(clean / "manifest.json")
     assert (mk["input"], mk["kept"], mk["rejected"]) == (mc["input"], mc["kept"], mc["rejected"]) == (16 * 697, mk["kept"], mk["rejected"])
+
+
+class FailsOnShardOne(ShardMapStage):
+    """Raises on shard 1 always; kills its own worker process once on shard 2 (marker file)."""
+
+    name = "flaky"
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+
+    def process_shard(self, task: ShardTask) -> ShardOutput:
+        if task.index == 1 and not Path(self.marker + ".raise-off").exists():
+            raise ValueError("bad row in shard one")
+        if task.index == 2 and not Path(self.marker).exists():
+            Path(self.marker).write_text("crashed once")
+            os._exit(1)  # a native crash: the worker process dies without a Python exception
+        t = pa.table({"id": ["a", "b"]})
+        return ShardOutput(kept=t, rejected=shard_io.empty_rejected(), input_rows=2)
+
+
+def test_stage_errors_name_the_shard_and_dead_workers_are_retried(ray_local, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from pipeline.runner import ShardFailed
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        pq.write_table(pa.table({"id": ["a", "b"]}), src / f"in-{i}.parquet")
+    marker = str(tmp_path / "marker")
+    with pytest.raises(Exception, match=r"flaky: shard part-00001 \(input .*in-1.parquet\) failed: ValueError: bad row") as exc:
+        run_stage(FailsOnShardOne(marker), [str(src)], tmp_path / "out", RayRuntime(workers=2))
+    assert isinstance(exc.value, ShardFailed) or isinstance(getattr(exc.value, "cause", None), ShardFailed)
+    Path(marker + ".raise-off").write_text("")
+    m = run_stage(FailsOnShardOne(marker), [str(src)], tmp_path / "out", RayRuntime(workers=2))
+    assert Path(marker).read_text() == "crashed once"  # shard 2's worker died once and was retried
+    assert m["input"] == m["kept"] == 8
