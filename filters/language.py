@@ -22,7 +22,6 @@ fastText's, score included.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from filters.errors import ModelError
+from filters.model_files import sha256_file
 
 #: Languages kept by default and their minimum fastText score (CCNet keeps >= 0.5).
 DEFAULT_THRESHOLDS: dict[str, float] = {"en": 0.5, "zh": 0.5}
@@ -73,14 +73,6 @@ def _wheel_record_sha256(path: Path) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _probe_in_subprocess(path: Path) -> None:
     """Load `path` and predict once in a child process: fastText segfaults on some truncated
     files instead of raising, and that must kill a probe, not the worker."""
@@ -114,7 +106,7 @@ def verify_model_file(path: Path, sha256: str | None = None) -> None:
         raise ModelError(f"fastText model {path} does not exist")
     expected = sha256 or _wheel_record_sha256(path)
     if expected:
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != expected.lower():
             raise ModelError(f"fastText model {path} is corrupt: sha256 {actual} != expected {expected}")
         return

@@ -23,7 +23,6 @@ the language has no cutoffs. Cutoff files use CCNet's ``cutoff.csv`` layout: one
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from filters.errors import ModelError
+from filters.model_files import sha256_file
 from filters.lm_tokenizer import WORD_SPLIT_VERSION, PieceCutter
 from filters.text_normalize import normalize_line
 
@@ -45,14 +45,6 @@ HEAD, MIDDLE, TAIL, ALL = "head", "middle", "tail", "all"
 
 def train_hint(lang: str, model_dir: Path) -> str:
     return f"train it with: winnow lm train --lang {lang} --text REFERENCE.txt... --out {model_dir}"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def perplexity(log10_sum: float, length: int) -> float:

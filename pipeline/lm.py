@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from filters.errors import ModelError
+from filters.model_files import sha256_file
 from filters.perplexity import (LM_FILE, META_FILE, META_FORMAT, TOKENIZER_FILE, PerplexityModel,
-                                sha256_file, write_percentile_csv)
+                                write_percentile_csv)
 from filters.reftext import documents
 from filters.text_normalize import normalize_line
 

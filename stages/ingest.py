@@ -250,13 +250,14 @@ class IngestStage(ShardMapStage):
             if text.count("\ufffd") > self.config.max_replacement_ratio * len(text):
                 out.reject(id=rid, url=url, reason="undecodable", text=text)
                 return
-        if len(text.encode("utf-8", "surrogatepass")) > self.config.max_body_bytes:
-            out.reject(id=rid, url=url, reason="too_large")
-            return
         try:
-            text.encode("utf-8")
+            size = len(text.encode("utf-8"))
         except UnicodeEncodeError:  # lone surrogates from JSON escapes
             text = text.encode("utf-8", "replace").decode("utf-8")
+            size = len(text.encode("utf-8"))
+        if size > self.config.max_body_bytes:
+            out.reject(id=rid, url=url, reason="too_large")
+            return
         out.keep(id=rid, url=url, dump=dump, crawl_date=date, text=text, offset=offset)
 
     # --- already-extracted text --------------------------------------------------------------
