@@ -53,10 +53,10 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from stages.dedup import components as cc  # noqa: E402
-from stages.dedup import graded  # noqa: E402
-from stages.dedup import minhash as mh  # noqa: E402
-from stages.dedup import normalize as nz  # noqa: E402
+from winnow.stages.dedup import components as cc  # noqa: E402
+from winnow.stages.dedup import graded  # noqa: E402
+from winnow.stages.dedup import minhash as mh  # noqa: E402
+from winnow.stages.dedup import normalize as nz  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
@@ -194,8 +194,8 @@ def bench_chinese(shared: Path, reps: int) -> None:
 # ---- quality (whole stage on Ray) ---------------------------------------------------------------
 
 def run_stage_on(table: pa.Table, work: Path, shards: int = 2, **cfg: Any) -> tuple[dict, Any]:
-    from pipeline.runner import RayRuntime, run_stage
-    from stages.dedup import DedupStage
+    from winnow.pipeline.runner import RayRuntime, run_stage
+    from winnow.stages.dedup import DedupStage
 
     inp = work / "in"
     shutil.rmtree(work, ignore_errors=True)
@@ -211,7 +211,7 @@ def run_stage_on(table: pa.Table, work: Path, shards: int = 2, **cfg: Any) -> tu
 
 
 def bench_quality(shared: Path, tmp: Path, zh_jieba: bool) -> dict[str, Any]:
-    from stages.dedup import phases as ph
+    from winnow.stages.dedup import phases as ph
 
     out: dict[str, Any] = {}
     sets = [("English", graded.build_families(graded.english_bases(shared), seed=0), "char"),
@@ -258,8 +258,8 @@ def datatrove_cluster(folder: Path) -> None:
 
 
 def bench_components(n_pairs: int, reps: int, tmp: Path) -> dict[str, float]:
-    from stages.dedup import shuffle as sh
-    from stages.dedup.phases import EDGE_SCHEMA, FINAL_SCHEMA
+    from winnow.stages.dedup import shuffle as sh
+    from winnow.stages.dedup.phases import EDGE_SCHEMA, FINAL_SCHEMA
 
     a, b = lsh_like_pairs(n_pairs)
     n = len(a)
@@ -351,11 +351,11 @@ def projection(shared: Path, tmp: Path, sig_mb_s: float, cc_pairs_s: float) -> N
 def bench_scale(n_edges: int, tmp: Path, partitions: int = 16) -> float:
     import ray
 
-    from pipeline.runner import RayRuntime
-    from stages.dedup import DedupStage
-    from stages.dedup import phases as ph
-    from stages.dedup import shuffle as sh
-    from stages.dedup.__init__ import _run_phase
+    from winnow.pipeline.runner import RayRuntime
+    from winnow.stages.dedup import DedupStage
+    from winnow.stages.dedup import phases as ph
+    from winnow.stages.dedup import shuffle as sh
+    from winnow.stages.dedup.__init__ import _run_phase
 
     print(f"\n== scale: {n_edges:.0e} edges through the distributed components phase on Ray "
           f"({partitions} partitions, 2 workers) ==")

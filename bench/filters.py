@@ -42,10 +42,10 @@ from typing import Callable  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from filters.language import LanguageIdentifier  # noqa: E402
-from filters.lm_tokenizer import PieceCutter, words  # noqa: E402
-from filters.perplexity import PerplexityModel  # noqa: E402
-from filters.text_normalize import normalize_line  # noqa: E402
+from winnow.filters.language import LanguageIdentifier  # noqa: E402
+from winnow.filters.lm_tokenizer import PieceCutter, words  # noqa: E402
+from winnow.filters.perplexity import PerplexityModel  # noqa: E402
+from winnow.filters.text_normalize import normalize_line  # noqa: E402
 
 DATA = Path(os.environ.get("WINNOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -71,7 +71,7 @@ def spam_pages() -> list[str]:
 
 
 def ensure_models(root: Path) -> dict[str, Path]:
-    from pipeline.lm import train
+    from winnow.pipeline.lm import train
 
     ref = DATA / "ref_text"
     train("en", [ref / "wikitext2" / "valid.txt", ref / "wikitext2" / "test.txt"], root / "en")

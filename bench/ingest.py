@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages.extract import (  # noqa: E402
+from winnow.stages.extract import (  # noqa: E402
     DEFAULT_EXTRACTOR,
     RESILIPARSE_OPTIONS,
     TRAFILATURA_OPTIONS,

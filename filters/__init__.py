@@ -11,6 +11,6 @@
 Nothing here imports ``pipeline`` or ``stages``; models are files on disk, never downloads.
 """
 
-from filters.errors import ModelError
+from winnow.filters.errors import ModelError
 
 __all__ = ["ModelError"]

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from filters.errors import ModelError
-from filters.model_files import sha256_file
+from winnow.filters.errors import ModelError
+from winnow.filters.model_files import sha256_file
 
 #: Languages kept by default and their minimum fastText score (CCNet keeps >= 0.5).
 DEFAULT_THRESHOLDS: dict[str, float] = {"en": 0.5, "zh": 0.5}

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from filters.errors import ModelError
-from filters.model_files import sha256_file
-from filters.lm_tokenizer import WORD_SPLIT_VERSION, PieceCutter
-from filters.text_normalize import normalize_line
+from winnow.filters.errors import ModelError
+from winnow.filters.model_files import sha256_file
+from winnow.filters.lm_tokenizer import WORD_SPLIT_VERSION, PieceCutter
+from winnow.filters.text_normalize import normalize_line
 
 TOKENIZER_FILE = "tokenizer.json"
 LM_FILE = "lm.binary"

@@ -31,7 +31,7 @@ from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, G
                                         GopherRepetitionFilter)
 from datatrove.utils.text import split_into_words
 
-from filters.wordsplit import word_tokenizer
+from winnow.filters.wordsplit import word_tokenizer
 
 #: Rule components, in the order they run. Each maps to a datatrove class.
 COMPONENTS: dict[str, type] = {

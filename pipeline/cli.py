@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from pipeline import __version__
+from winnow.pipeline import __version__
 
 log = logging.getLogger("winnow")
 
@@ -31,15 +31,16 @@ def summarize(manifest: dict[str, Any], out_dir: Path) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.runner import RayRuntime, run_stage
+    from winnow.pipeline.config import load_config
+    from winnow.pipeline.runner import RayRuntime, run_stage
 
     cfg = load_config(args.config, overrides={"output": args.out})
     out_root = Path(cfg.output)
     runtime = RayRuntime(workers=args.workers or cfg.ray.workers, address=args.address or cfg.ray.address)
     previous: list[str] | None = None
+    artifacts: dict[str, str] = {}  # stage name -> output dir of stages that make a model, not documents
     for name in cfg.stages:
-        stage = cfg.build_stage(name)
+        stage = cfg.build_stage(name).with_artifacts(artifacts)
         if previous is None:
             inputs = list(cfg.inputs)
             if not inputs:
@@ -49,7 +50,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         stage_out = out_root / name
         manifest = run_stage(stage, inputs, stage_out, runtime)
         print(summarize(manifest, stage_out), flush=True)
-        previous = [str(stage_out)]
+        if stage.produces == "documents":
+            previous = [str(stage_out)]   # the next stage reads these documents
+        else:
+            artifacts[name] = str(stage_out)  # e.g. a trained tokenizer, for the pack stage
     print(f"outputs: {out_root.resolve()}/<stage>/data/*.parquet  (manifest.json, stats.json and "
           f"rejected/ beside them)", flush=True)
     return 0
@@ -80,8 +84,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from pipeline.runner import RayRuntime, run_stage
-    from stages import registry
+    from winnow.pipeline.runner import RayRuntime, run_stage
+    from winnow.stages import registry
 
     cls = registry()[args.stage_name]
     section = deep_merge(_stage_section(args.config, cls.name), cls.cli_overrides(args))
@@ -94,7 +98,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stages import registry
+    from winnow.stages import registry
 
     parser = argparse.ArgumentParser(
         prog="winnow",
@@ -126,21 +130,43 @@ def build_parser() -> argparse.ArgumentParser:
         _common_ray_args(p)
         p.set_defaults(func=cmd_stage, stage_name=name)
 
-    from pipeline.lm import add_lm_commands
+    from winnow.pipeline.lm import add_lm_commands
 
     add_lm_commands(sub)
     return parser
 
 
+#: Commands nested under a stage name (`winnow remix train-classifier …`) that are not the stage
+#: itself: (stage, verb) -> "module:function", the function taking the remaining argv and
+#: returning an exit code. Checked before the main parser, so the stage keeps its plain flags.
+SUBCOMMANDS: dict[tuple[str, str], str] = {}
+
+
+def _dispatch_subcommand(argv: Sequence[str]) -> int | None:
+    rest = [a for a in argv if a not in ("-v", "--verbose")]
+    if len(rest) >= 2 and (rest[0], rest[1]) in SUBCOMMANDS:
+        import importlib
+
+        module, func = SUBCOMMANDS[(rest[0], rest[1])].split(":")
+        logging.basicConfig(level=logging.DEBUG if len(rest) < len(argv) else logging.INFO,
+                            format="%(asctime)s winnow %(levelname)s %(message)s", datefmt="%H:%M:%S")
+        return int(getattr(importlib.import_module(module), func)(rest[2:]) or 0)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    code = _dispatch_subcommand(argv)
+    if code is not None:
+        return code
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s winnow %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    from filters.errors import ModelError
-    from pipeline.config import ConfigError
-    from pipeline.shards import AccountingError, NotAStageOutput
-    from stages.ingest_sources import InputNotFound
+    from winnow.filters.errors import ModelError
+    from winnow.pipeline.config import ConfigError
+    from winnow.pipeline.shards import AccountingError, NotAStageOutput
+    from winnow.stages.ingest_sources import InputNotFound
 
     try:
         return int(args.func(args) or 0)
@@ -151,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"winnow: accounting error (a document was lost or invented): {exc}", file=sys.stderr)
         return 3
     except Exception as exc:
-        from pipeline.runner import ShardFailed
+        from winnow.pipeline.runner import ShardFailed
 
         failed = exc if isinstance(exc, ShardFailed) else getattr(exc, "cause", None)
         if not isinstance(failed, ShardFailed):

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stages import registry
-from stages.base import Stage, StageConfig
+from winnow.stages import registry
+from winnow.stages.base import Stage, StageConfig
 
 
 class ConfigError(ValueError):

@@ -32,12 +32,12 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from filters.errors import ModelError
-from filters.model_files import sha256_file
-from filters.perplexity import (LM_FILE, META_FILE, META_FORMAT, TOKENIZER_FILE, PerplexityModel,
+from winnow.filters.errors import ModelError
+from winnow.filters.model_files import sha256_file
+from winnow.filters.perplexity import (LM_FILE, META_FILE, META_FORMAT, TOKENIZER_FILE, PerplexityModel,
                                 write_percentile_csv)
-from filters.reftext import documents
-from filters.text_normalize import normalize_line
+from winnow.filters.reftext import documents
+from winnow.filters.text_normalize import normalize_line
 
 BUILD_HINT = "build it with: bash deploy/build_kenlm.sh .venv"
 
@@ -150,7 +150,7 @@ def train_model(args: argparse.Namespace) -> dict:
             print(f"[lm train] {out} is up to date ({args.lang}, fingerprint {fingerprint}); --force retrains")
             return old
 
-    from filters.lm_tokenizer import WORD_SPLIT_VERSION, PieceCutter, train_unigram
+    from winnow.filters.lm_tokenizer import WORD_SPLIT_VERSION, PieceCutter, train_unigram
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -247,7 +247,7 @@ def iter_documents(paths: Sequence[str]) -> Iterator[tuple[str, str | None]]:
 def _parquet_documents(path: Path) -> Iterator[tuple[str, str | None]]:
     import pyarrow.parquet as pq
 
-    from pipeline.shards import input_shards
+    from winnow.pipeline.shards import input_shards
 
     files = input_shards(path) if path.is_dir() else [path]
     for file in files:
@@ -277,7 +277,7 @@ def compute_cutoffs(models: dict[str, PerplexityModel], inputs: Sequence[str], s
     for text, lang in iter_documents(inputs):
         if lang is None:
             if lid is None:
-                from filters.language import LanguageIdentifier
+                from winnow.filters.language import LanguageIdentifier
 
                 lid = LanguageIdentifier(lid_model)
             pred = lid.predict(text)

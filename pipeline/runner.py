@@ -12,17 +12,27 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from pipeline import __version__
-from pipeline import shards as shard_io
-from pipeline.ray_runtime import init_ray
-from stages.base import Runtime, ShardMapStage, ShardTask, Stage
+from winnow.pipeline import __version__
+from winnow.pipeline import shards as shard_io
+from winnow.pipeline.ray_runtime import init_ray
+from winnow.stages.base import Runtime, ShardMapStage, ShardTask, Stage
 
 log = logging.getLogger("winnow")
 
 #: How often a shard is retried after its worker process died.
 SHARD_RETRIES = 2
+
+
+def _call_measured(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """Run one task; also report its CPU seconds and the worker's peak RSS (MB)."""
+    import resource
+
+    c0 = time.process_time()
+    out = fn(*args)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return out, time.process_time() - c0, rss_mb
 
 
 class ShardFailed(RuntimeError):
@@ -45,6 +55,62 @@ class RayRuntime(Runtime):
 
         return tqdm(total=total, desc=desc, unit=unit, disable=not self.show_progress,
                     file=sys.stderr, dynamic_ncols=True)
+
+    def put(self, obj: Any) -> Any:
+        """Store `obj` once in Ray's object store; pass the reference as a task argument."""
+        import ray
+
+        return ray.put(obj)
+
+    def map_tasks(self, fn: Callable[..., Any], arg_list: Sequence[tuple], desc: str, unit: str = "task",
+                  num_cpus: float = 1, memory: int | None = None, retries: int = SHARD_RETRIES,
+                  stats: dict[str, dict[str, float]] | None = None, stats_key: str | None = None) -> list[Any]:
+        """Run `fn(*args)` for every tuple of `arg_list` as Ray tasks; results in argument order.
+
+        The one way a whole-dataset stage schedules Ray work (stages never import `ray` for it):
+        at most `workers` tasks in flight, each asking Ray for `num_cpus` (and `memory` bytes, so
+        the autoscaler can size nodes); a task whose worker process dies is retried `retries`
+        times (tasks must be idempotent: a retried or resumed task finds or rewrites its output);
+        a progress bar; per-`desc` wall time, summed task CPU time and peak worker RSS go into
+        `stats[stats_key or desc]` when given. Arguments may be `put` references."""
+        import ray
+
+        if not arg_list:
+            return []
+        opts: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": retries}
+        if memory:
+            opts["memory"] = int(memory)
+        remote = ray.remote(**opts)(_call_measured)
+        window = max(1, int(self.workers))
+        bar = self.progress(len(arg_list), desc=desc, unit=unit)
+        results: list[Any] = [None] * len(arg_list)
+        pending: dict[Any, int] = {}
+        nxt = 0
+        t0 = time.perf_counter()
+        cpu = rss = 0.0
+        try:
+            while nxt < len(arg_list) or pending:
+                while nxt < len(arg_list) and len(pending) < window:
+                    pending[remote.remote(fn, *arg_list[nxt])] = nxt
+                    nxt += 1
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    out, c, r = ray.get(ref)
+                    results[pending.pop(ref)] = out
+                    cpu += c
+                    rss = max(rss, r)
+                    bar.update(1)
+        finally:
+            bar.close()
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        if stats is not None:
+            st = stats.setdefault(stats_key or desc, {"wall_s": 0.0, "cpu_s": 0.0, "tasks": 0, "max_rss_mb": 0.0})
+            st["wall_s"] += time.perf_counter() - t0
+            st["cpu_s"] += cpu
+            st["tasks"] += len(arg_list)
+            st["max_rss_mb"] = max(st["max_rss_mb"], rss)
+        return results
 
     def map_shards(self, stage: ShardMapStage, tasks: Sequence[ShardTask], out_dir: Path) -> list[dict[str, Any]]:
         """Run `stage.run_and_commit` over tasks on a pool of actors: each actor calls

@@ -105,6 +105,39 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], *, relat
     return ShardFile(path=shown, rows=table.num_rows, bytes=size, sha256=digest)
 
 
+def write_arrow_atomic(table: pa.Table, path: str | os.PathLike[str], *, relative_to: str | os.PathLike[str] | None = None,
+                       max_chunksize: int = 8192) -> ShardFile:
+    """Write `table` as an uncompressed Arrow IPC file (memory-mappable; read by pyarrow, polars,
+    DuckDB and HF `datasets`) atomically. Equal tables give equal bytes."""
+    with atomic_path(path) as tmp:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=max_chunksize)
+        digest = sha256_file(tmp)
+        size = os.path.getsize(tmp)
+    shown = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
+    return ShardFile(path=shown, rows=table.num_rows, bytes=size, sha256=digest)
+
+
+def read_shard(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """A kept-document shard of any stage: parquet, or Arrow IPC (`.arrow`, memory-mapped)."""
+    path = str(path)
+    if path.endswith(".arrow"):
+        with pa.memory_map(path, "r") as source:
+            table = pa.ipc.open_file(source).read_all()
+        return table.select(columns) if columns is not None else table
+    return pq.read_table(path, columns=columns)
+
+
+def shard_rows(path: str | os.PathLike[str]) -> int:
+    """Row count of a shard from its footer/metadata, without reading the data."""
+    path = str(path)
+    if path.endswith(".arrow"):
+        with pa.memory_map(path, "r") as source:
+            reader = pa.ipc.open_file(source)
+            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write JSON deterministically (sorted keys) and atomically."""
     with atomic_path(path) as tmp:
@@ -153,23 +186,26 @@ def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path]:
         return [stage_dir / s["path"] for s in m["shards"]]
     if (stage_dir / PROGRESS_DIR).exists():
         raise NotAStageOutput(f"{stage_dir}: stage output without manifest.json (unfinished run); rerun that stage first")
-    files = sorted(stage_dir.glob("*.parquet")) or sorted((stage_dir / DATA_DIR).glob("*.parquet"))
+    files = (sorted(stage_dir.glob("*.parquet")) or sorted((stage_dir / DATA_DIR).glob("*.parquet"))
+             or sorted(stage_dir.glob("*.arrow")) or sorted((stage_dir / DATA_DIR).glob("*.arrow")))
     if not files:
-        raise NotAStageOutput(f"{stage_dir}: no manifest.json and no *.parquet shards")
+        raise NotAStageOutput(f"{stage_dir}: no manifest.json and no *.parquet or *.arrow shards")
     return files
 
 
-def shard_paths(stage_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path, Path]:
-    """(data, rejected, progress-record) paths of shard `name` inside a stage directory."""
+def shard_paths(stage_dir: str | os.PathLike[str], name: str, data_format: str = "parquet") -> tuple[Path, Path, Path]:
+    """(data, rejected, progress-record) paths of shard `name` inside a stage directory; the data
+    file is `.parquet` or (`data_format="arrow"`) an Arrow IPC `.arrow` file."""
     stage_dir = Path(stage_dir)
-    return (stage_dir / DATA_DIR / f"{name}.parquet",
+    return (stage_dir / DATA_DIR / f"{name}.{data_format}",
             stage_dir / REJECTED_DIR / f"{name}.parquet",
             stage_dir / PROGRESS_DIR / f"{name}.json")
 
 
-def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:
+def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: str, fingerprint: str,
+                    data_format: str = "parquet") -> dict[str, Any] | None:
     """The commit record of shard `name` if it was written under this config and input, else None."""
-    data, rejected, progress = shard_paths(stage_dir, name)
+    data, rejected, progress = shard_paths(stage_dir, name, data_format)
     if not progress.exists():
         return None
     try:
@@ -185,16 +221,18 @@ def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: s
 
 def commit_shard(stage_dir: str | os.PathLike[str], name: str, *, kept: pa.Table, rejected: pa.Table,
                  input_rows: int, config_hash: str, fingerprint: str,
-                 counters: dict[str, int] | None = None) -> dict[str, Any]:
+                 counters: dict[str, int] | None = None, data_format: str = "parquet") -> dict[str, Any]:
     """Write one shard's kept and rejected tables, then its commit record, each atomically.
+    Kept rows go to parquet, or to an Arrow IPC file with `data_format="arrow"` (remix).
 
     Checks the shard's own accounting (`kept + rejected == input`) before anything is written,
     so a stage bug fails loudly at the shard that caused it. Returns the commit record.
     """
     if kept.num_rows + rejected.num_rows != input_rows:
         raise AccountingError(f"shard {name}: kept {kept.num_rows} + rejected {rejected.num_rows} != input {input_rows}")
-    data_path, rejected_path, progress_path = shard_paths(stage_dir, name)
-    data_file = write_parquet_atomic(kept, data_path, relative_to=stage_dir)
+    data_path, rejected_path, progress_path = shard_paths(stage_dir, name, data_format)
+    write = write_arrow_atomic if data_format == "arrow" else write_parquet_atomic
+    data_file = write(kept, data_path, relative_to=stage_dir)
     rejected_file = write_parquet_atomic(rejected, rejected_path, relative_to=stage_dir)
     reasons: dict[str, int] = {}
     if rejected.num_rows:

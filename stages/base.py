@@ -21,12 +21,12 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from pipeline import shards as shard_io
+from winnow.pipeline import shards as shard_io
 
 
 class StageConfig(BaseModel):
@@ -83,6 +83,10 @@ class Stage(ABC):
     help: ClassVar[str] = ""
     #: True for stages whose inputs are raw files (ingest); False: inputs are stage directories.
     reads_raw_files: ClassVar[bool] = False
+    #: "documents": the next stage of `winnow run` reads this stage's output; "artifact": it makes
+    #: a model (a tokenizer) that later stages get through `with_artifacts`, and the document
+    #: chain skips it.
+    produces: ClassVar[str] = "documents"
 
     def __init__(self, config: StageConfig | dict[str, Any] | None = None):
         if config is None:
@@ -95,6 +99,11 @@ class Stage(ABC):
     def config_hash(self) -> str:
         payload = {"stage": self.name, "version": self.version, "config": self.config.model_dump(mode="json")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_artifacts(self, artifacts: dict[str, str]) -> "Stage":
+        """This stage, given the output directories of earlier artifact stages of the same
+        `winnow run` (stage name -> dir). Default: unchanged. Pack uses it to find the tokenizer."""
+        return self
 
     # --- CLI hooks: a stage's own flags, mapped onto its config section --------------------
     @classmethod
@@ -121,14 +130,25 @@ class Stage(ABC):
 
 
 class Runtime(ABC):
-    """What the runner lends a stage: how many workers, and a way to map a callable over tasks
-    with a progress bar. Stages get this object instead of importing the runner."""
+    """What the runner lends a stage: how many workers, `map_shards` for shard-map stages and
+    `map_tasks` (+ `put`) for every whole-dataset phase, with progress bars. Stages get this
+    object instead of importing the runner or scheduling Ray themselves."""
 
     workers: int
 
     @abstractmethod
     def map_shards(self, stage: "ShardMapStage", tasks: Sequence[ShardTask], out_dir: Path) -> list[dict[str, Any]]:
         ...
+
+    @abstractmethod
+    def map_tasks(self, fn: Callable[..., Any], arg_list: Sequence[tuple], desc: str, unit: str = "task",
+                  num_cpus: float = 1, memory: int | None = None, retries: int = 2,
+                  stats: dict[str, dict[str, float]] | None = None, stats_key: str | None = None) -> list[Any]:
+        """`[fn(*args) for args in arg_list]`, run as retried Ray tasks; results in order."""
+
+    @abstractmethod
+    def put(self, obj: Any) -> Any:
+        """Share a large read-only object with tasks (a Ray object reference)."""
 
     @abstractmethod
     def progress(self, total: int, desc: str, unit: str = "shard") -> Any:

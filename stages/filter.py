@@ -29,12 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from filters.errors import ModelError
-from filters.language import DEFAULT_THRESHOLDS, LanguageIdentifier, LanguagePolicy, bundled_lid_model_path
-from filters.perplexity import META_FILE, Cutoffs, PerplexityModel, train_hint
-from filters.quality import QualityFilter
-from pipeline.shards import rejected_table
-from stages.base import ShardMapStage, ShardOutput, ShardTask, StageConfig
+from winnow.filters.errors import ModelError
+from winnow.filters.language import DEFAULT_THRESHOLDS, LanguageIdentifier, LanguagePolicy, bundled_lid_model_path
+from winnow.filters.perplexity import META_FILE, Cutoffs, PerplexityModel, train_hint
+from winnow.filters.quality import QualityFilter
+from winnow.pipeline.shards import rejected_table
+from winnow.stages.base import ShardMapStage, ShardOutput, ShardTask, StageConfig
 
 Bucket = Literal["head", "middle", "tail", "all"]
 

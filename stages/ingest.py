@@ -24,12 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from pipeline.shards import rejected_table
-from stages.base import ShardMapStage, ShardOutput, ShardTask, StageConfig, file_fingerprint, shard_name
-from stages.extract import DEFAULT_EXTRACTOR, decode_html, extract_main_text, is_probably_binary
-from stages.ingest_sources import COMMONCRAWL_BASE_URL, expand_inputs
-from stages.schema import BASE_DOCUMENT_SCHEMA
-from stages.warc_records import RawRecord, StreamError, warc_records
+from winnow.pipeline.shards import rejected_table
+from winnow.stages.base import ShardMapStage, ShardOutput, ShardTask, StageConfig, file_fingerprint, shard_name
+from winnow.stages.extract import DEFAULT_EXTRACTOR, decode_html, extract_main_text, is_probably_binary
+from winnow.stages.ingest_sources import COMMONCRAWL_BASE_URL, expand_inputs
+from winnow.stages.schema import BASE_DOCUMENT_SCHEMA
+from winnow.stages.warc_records import RawRecord, StreamError, warc_records
 
 _DUMP_RE = re.compile(r"CC-MAIN-\d{4}-\d{2}(?!\d)")
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml", "text/plain")

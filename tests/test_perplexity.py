@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from filters.errors import ModelError
-from filters.language import LanguageIdentifier
-from filters.perplexity import (ALL, HEAD, LM_FILE, MIDDLE, TAIL, TOKENIZER_FILE, Cutoffs, PerplexityModel,
+from winnow.filters.errors import ModelError
+from winnow.filters.language import LanguageIdentifier
+from winnow.filters.perplexity import (ALL, HEAD, LM_FILE, MIDDLE, TAIL, TOKENIZER_FILE, Cutoffs, PerplexityModel,
                                 perplexity, read_percentile_csv, write_percentile_csv)
-from filters.reftext import detokenize_wikitext_line, documents, looks_like_wikitext
-from filters.text_normalize import normalize_line, normalize_line_reference, normalize_lines
-from pipeline.lm import train
+from winnow.filters.reftext import detokenize_wikitext_line, documents, looks_like_wikitext
+from winnow.filters.text_normalize import normalize_line, normalize_line_reference, normalize_lines
+from winnow.pipeline.lm import train
 
 
 def trained_models(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
@@ -87,7 +87,7 @@ def test_wikitext_is_detokenised(shared_data: Path) -> None:
 def test_cached_piece_cutter_equals_the_tokenizer(models: dict[str, Path], shared_data: Path) -> None:
     import gzip
 
-    from filters.lm_tokenizer import PieceCutter, pieces_reference, words
+    from winnow.filters.lm_tokenizer import PieceCutter, pieces_reference, words
 
     assert words("北京, hello world's 2.0!") == ["北", "京", ",", "▁hello", "▁world", "'", "▁s", "▁2", ".", "▁0", "!"]
     docs = [json.loads(l)["text"] for l in gzip.open(shared_data / "dolma" / "CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz", "rt")]

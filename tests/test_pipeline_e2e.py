@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.shards import read_json, sha256_file
+from winnow.pipeline.cli import main
+from winnow.pipeline.shards import read_json, sha256_file
 
 
 @pytest.mark.slow

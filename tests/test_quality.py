@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from filters.quality import QualityFilter, merge_rules, rule_name
-from filters.reftext import documents
-from filters.wordsplit import split_words
+from winnow.filters.quality import QualityFilter, merge_rules, rule_name
+from winnow.filters.reftext import documents
+from winnow.filters.wordsplit import split_words
 
 
 @pytest.fixture(scope="module")

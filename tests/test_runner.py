@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline import shards as shard_io
-from pipeline.runner import RayRuntime, run_stage
-from stages.base import ShardMapStage, ShardOutput, ShardTask
-from stages.ingest import IngestStage
+from winnow.pipeline import shards as shard_io
+from winnow.pipeline.runner import RayRuntime, run_stage
+from winnow.stages.base import ShardMapStage, ShardOutput, ShardTask
+from winnow.stages.ingest import IngestStage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_killed_run_resumes_to_identical_output(shared_data: Path, tmp_path: Pat
     jsonl = shared_data / "dolma/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
     for i in range(16):
         os.symlink(jsonl, src / f"copy-{i:02d}.jsonl.gz")
-    winnow = [sys.executable, "-m", "pipeline.cli"]
+    winnow = [sys.executable, "-m", "winnow.pipeline.cli"]
     args = ["ingest", str(src / "*.jsonl.gz"), "--workers", "1", "--extractor", "resiliparse"]
     env = {**os.environ, "RAY_ADDRESS": ""}
     killed = tmp_path / "killed"
@@ -164,7 +164,7 @@ class FailsOnShardOne(ShardMapStage):
 
 def test_stage_errors_name_the_shard_and_dead_workers_are_retried(ray_local, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
-    from pipeline.runner import ShardFailed
+    from winnow.pipeline.runner import ShardFailed
 
     src = tmp_path / "src"
     src.mkdir()

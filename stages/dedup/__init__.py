@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from pipeline import shards as shard_io
-from stages.base import Runtime, ShardTask, Stage, StageConfig
+from winnow.pipeline import shards as shard_io
+from winnow.stages.base import Runtime, ShardTask, Stage, StageConfig
 
 if TYPE_CHECKING:
-    from stages.dedup import phases as ph
+    from winnow.stages.dedup import phases as ph
 
 log = logging.getLogger("winnow")
 
@@ -99,9 +99,9 @@ class DedupStage(Stage):
 
     # ------------------------------------------------------------------------------------------
     def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: Runtime) -> list[dict[str, Any]]:
-        from stages.dedup import index as idx
-        from stages.dedup import phases as ph
-        from stages.dedup import shuffle as sh
+        from winnow.stages.dedup import index as idx
+        from winnow.stages.dedup import phases as ph
+        from winnow.stages.dedup import shuffle as sh
 
         cfg = self.config
         out_dir = Path(out_dir)
@@ -119,9 +119,7 @@ class DedupStage(Stage):
             return [committed[t.name] for t in tasks]  # type: ignore[misc]
         if not tasks:
             return []
-        import ray
-
-        plan_ref = ray.put(plan)
+        plan_ref = runtime.put(plan)
         S, P = plan.num_shards, plan.partitions
         stats: dict[str, dict[str, float]] = {}
         self.phase_stats = stats
@@ -177,8 +175,8 @@ class DedupStage(Stage):
 
     # ------------------------------------------------------------------------------------------
     def _plan(self, tasks: Sequence[ShardTask], out_dir: Path, run_id: str, meta: dict[str, Any] | None) -> "ph.Plan":
-        from stages.dedup import index as idx
-        from stages.dedup import phases as ph
+        from winnow.stages.dedup import index as idx
+        from winnow.stages.dedup import phases as ph
 
         cfg = self.config
         segments, offset = idx.base_segments(meta, cfg.index or "", run_id)
@@ -211,9 +209,9 @@ class DedupStage(Stage):
         killed run resumes at its last finished round, and rounds no longer needed are deleted."""
         import shutil
 
-        from pipeline.shards import read_json, write_json_atomic
-        from stages.dedup import phases as ph
-        from stages.dedup import shuffle as sh
+        from winnow.pipeline.shards import read_json, write_json_atomic
+        from winnow.stages.dedup import phases as ph
+        from winnow.stages.dedup import shuffle as sh
 
         P = plan.partitions
         if edges <= self.config.union_find_max_edges:
@@ -239,58 +237,11 @@ class DedupStage(Stage):
                                                               "cc_nodes": r.get("nodes", 0)}
 
 
-def _call_measured(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float, float, float]:
-    """Run one phase task; also report its wall and CPU seconds and the worker's peak RSS (MB)."""
-    import resource
-    import time
-
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn(*args)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return out, time.perf_counter() - w0, time.process_time() - c0, rss_mb
-
-
 def _run_phase(runtime: Runtime, desc: str, fn: Callable[..., dict[str, Any]], arg_list: list[tuple],
                unit: str = "task", stats: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
-    """Run `fn(*args)` for every args tuple as Ray tasks (at most `runtime.workers` in flight);
-    results in argument order. Tasks are idempotent: a retried or resumed task finds its output.
-    Per-phase wall time, summed task CPU time and peak worker RSS go into `stats`."""
-    import time
-
-    import ray
-
-    if not arg_list:
-        return []
-    remote = ray.remote(num_cpus=1, max_retries=2)(_call_measured)
-    window = max(1, int(getattr(runtime, "workers", 1) or 1))
-    bar = runtime.progress(len(arg_list), desc=f"dedup: {desc}", unit=unit)
-    results: list[dict[str, Any] | None] = [None] * len(arg_list)
-    pending: dict[Any, int] = {}
-    nxt = 0
-    t0 = time.perf_counter()
-    cpu = 0.0
-    rss = 0.0
-    try:
-        while nxt < len(arg_list) or pending:
-            while nxt < len(arg_list) and len(pending) < window:
-                pending[remote.remote(fn, *arg_list[nxt])] = nxt
-                nxt += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                out, _wall, c, r = ray.get(ref)
-                results[pending.pop(ref)] = out
-                cpu += c
-                rss = max(rss, r)
-                bar.update(1)
-    finally:
-        bar.close()
-    if stats is not None:
-        st = stats.setdefault(desc.split(" round")[0], {"wall_s": 0.0, "cpu_s": 0.0, "tasks": 0, "max_rss_mb": 0.0})
-        st["wall_s"] += time.perf_counter() - t0
-        st["cpu_s"] += cpu
-        st["tasks"] += len(arg_list)
-        st["max_rss_mb"] = max(st["max_rss_mb"], rss)
-    return results  # type: ignore[return-value]
+    """One dedup phase through the runtime's task primitive (tasks are idempotent)."""
+    return runtime.map_tasks(fn, arg_list, desc=f"dedup: {desc}", unit=unit, stats=stats,
+                             stats_key=desc.split(" round")[0])
 
 
 __all__ = ["DedupConfig", "DedupStage"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.dedup.minhash import fmix64
+from winnow.stages.dedup.minhash import fmix64
 
 
 def hash_partition(nodes: np.ndarray, num_parts: int) -> np.ndarray:

@@ -31,8 +31,8 @@ from typing import Iterable, Sequence
 
 import pyarrow as pa
 
-from stages.dedup import minhash as mh
-from stages.dedup import normalize as nz
+from winnow.stages.dedup import minhash as mh
+from winnow.stages.dedup import normalize as nz
 
 GRADES: tuple[tuple[str, float], ...] = (
     ("format", 0.0), ("edit", 0.005), ("edit", 0.01), ("edit", 0.02), ("edit", 0.04), ("edit", 0.08),

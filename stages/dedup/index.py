@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.shards import read_json, write_json_atomic
-from stages.dedup import minhash as mh
-from stages.dedup import normalize as nz
-from stages.dedup import phases as ph
-from stages.dedup import shuffle as sh
+from winnow.pipeline.shards import read_json, write_json_atomic
+from winnow.stages.dedup import minhash as mh
+from winnow.stages.dedup import normalize as nz
+from winnow.stages.dedup import phases as ph
+from winnow.stages.dedup import shuffle as sh
 
 INDEX_FILE = "index.json"
 FORMAT = 1

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from stages.dedup import normalize as nz
+from winnow.stages.dedup import normalize as nz
 
 MASK64 = (1 << 64) - 1
 MASK32 = (1 << 32) - 1

@@ -42,10 +42,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from pipeline import shards as shard_io
-from stages.dedup import components as cc
-from stages.dedup import minhash as mh
-from stages.dedup import shuffle as sh
+from winnow.pipeline import shards as shard_io
+from winnow.stages.dedup import components as cc
+from winnow.stages.dedup import minhash as mh
+from winnow.stages.dedup import shuffle as sh
 
 NEW_FLAG = np.uint64(1 << 63)
 ROW_MASK = np.int64(0xFFFFFFFF)

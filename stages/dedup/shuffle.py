@@ -18,8 +18,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipeline import shards as shard_io
-from pipeline.shards import write_json_atomic
+from winnow.pipeline import shards as shard_io
+from winnow.pipeline.shards import write_json_atomic
 
 
 def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.ndarray, num_parts: int) -> list[int]:
