@@ -1,0 +1,284 @@
+"""The remix phases, each a module-level function the stage maps over shards or partitions with
+`runtime.map_tasks`. They talk only through files under `OUT/_work/<key>/`:
+
+1. `label_shard` (per input shard): labels, group, units, selection key → `labelled/part-i.arrow`;
+   returns the small per-document arrays (group code, key, units) the driver's solver needs.
+2. (driver) solve the mixture, turn it into one `CopyRule` per group, count the partitions.
+3. `scatter_shard` (per input shard): copies of each sampled document with their `repeat` index
+   and a shuffle key from (seed, id, repeat), range-partitioned into `parts/p-j/in-i.arrow`;
+   documents not sampled go to `parts/p-j/rej-i.arrow`, partitioned by their repeat-0 key.
+4. `gather_partition` (per partition): read its pieces, sort by shuffle key, write output shard j
+   (`data/part-j.arrow`) with its commit record.
+
+Two passes over the data (label, scatter) plus the sorted write; memory per task is one input
+shard or one output partition (≈ `shard_bytes`), never the dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from winnow.pipeline import shards as shard_io
+from winnow.stages.remix import labels as lab
+from winnow.stages.remix.sample import CopyRule, partition_of, selection_keys, shuffle_keys
+
+#: columns the phases add for themselves and drop before the output
+WORK_COLUMNS = ("_group", "_units", "_bytes", "_tokens", "_skey", "_row")
+REASON_NOT_SAMPLED = "remix:not_sampled"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every task needs to know; shared once through `runtime.put`."""
+
+    work: str
+    inputs: tuple[str, ...]
+    seed: int
+    by_lang: bool
+    taxonomy: str | None
+    classifier: str | None
+    classifier_chars: int
+    classifier_min_prob: float
+    tokenizer: str | None
+    units: str                       # "bytes" or "tokens" (counted with the tokenizer)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """The driver's sampling decisions, shared with the scatter and gather tasks."""
+
+    rules: dict[str, CopyRule]
+    partitions: int
+    schema: pa.Schema
+    groups: tuple[str, ...] = field(default_factory=tuple)
+
+
+def labelled_path(plan: Plan, i: int) -> Path:
+    return Path(plan.work) / "labelled" / f"part-{i:05d}.arrow"
+
+
+def part_dir(plan: Plan, j: int) -> Path:
+    return Path(plan.work) / "parts" / f"p-{j:05d}"
+
+
+def group_of(domain: str, lang: str | None, by_lang: bool) -> str:
+    return f"{lang or 'und'}/{domain}" if by_lang else domain
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _count_tokens(path: str, texts: list[str]) -> np.ndarray:
+    from tokenizers import Tokenizer
+
+    if path not in _TOKENIZERS:
+        _TOKENIZERS[path] = Tokenizer.from_file(path)
+    enc = _TOKENIZERS[path].encode_batch(texts, add_special_tokens=False)
+    return np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(texts))
+
+
+# --- phase 1 ---------------------------------------------------------------------------------
+def label_shard(plan: Plan, i: int) -> dict[str, Any]:
+    """Label input shard i and write it with its work columns; return its per-document arrays."""
+    path = labelled_path(plan, i)
+    if path.exists():   # written atomically by an earlier (resumed) run of this same work key
+        table = shard_io.read_shard(path)
+    else:
+        table = shard_io.read_shard(plan.inputs[i])
+        table = lab.label_table(table, taxonomy=plan.taxonomy, classifier=plan.classifier,
+                                classifier_chars=plan.classifier_chars, min_prob=plan.classifier_min_prob)
+        domains = table.column("domain").to_pylist()
+        langs = table.column("lang").to_pylist() if "lang" in table.column_names else [None] * table.num_rows
+        groups = [group_of(d, l, plan.by_lang) for d, l in zip(domains, langs)]
+        nbytes = pc.fill_null(pc.binary_length(pc.cast(table.column("text"), pa.binary())), 0)
+        nbytes = pa.array(nbytes.to_numpy(zero_copy_only=False).astype(np.int64))
+        if plan.tokenizer:
+            tokens = pa.array(_count_tokens(plan.tokenizer, [t or "" for t in table.column("text").to_pylist()]))
+        else:
+            tokens = pa.nulls(table.num_rows, pa.int64())
+        units = tokens if plan.units == "tokens" else nbytes
+        table = (table.append_column("_group", pa.array(groups, pa.string()))
+                 .append_column("_bytes", nbytes).append_column("_tokens", tokens).append_column("_units", units)
+                 .append_column("_skey", pa.array(selection_keys(plan.seed, table.column("id").to_pylist()), pa.uint64()))
+                 .append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
+        shard_io.write_arrow_atomic(table, path)
+    groups = table.column("_group")
+    enc = pc.dictionary_encode(groups).combine_chunks()
+    return {
+        "vocab": enc.dictionary.to_pylist(),
+        "codes": enc.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+        "keys": table.column("_skey").to_numpy(),
+        "units": table.column("_units").to_numpy().astype(np.int64),
+        "bytes": table.column("_bytes").to_numpy().astype(np.int64),
+        "schema": table.schema,
+        "rows": table.num_rows,
+        "labels": _label_counts(table),
+    }
+
+
+def _label_counts(table: pa.Table) -> dict[str, int]:
+    """Per (domain_source, lang, domain) document counts, for the report."""
+    langs = table.column("lang").to_pylist() if "lang" in table.column_names else ["und"] * table.num_rows
+    out: dict[str, int] = {}
+    for d, s, l in zip(table.column("domain").to_pylist(), table.column("domain_source").to_pylist(), langs):
+        k = f"{s}\t{l or 'und'}\t{d}"
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+# --- phase 3 ---------------------------------------------------------------------------------
+def scatter_shard(plan: Plan, decisions: Decisions, i: int) -> dict[str, int]:
+    """Copies of shard i's sampled documents, range-partitioned by shuffle key; not-sampled
+    documents (as rejected rows) partitioned by their repeat-0 key."""
+    done = Path(plan.work) / "parts" / f"done-{i:05d}.json"
+    if done.exists():
+        return shard_io.read_json(done)
+    table = shard_io.read_shard(labelled_path(plan, i))
+    P = decisions.partitions
+    groups = table.column("_group").to_pylist()
+    keys = table.column("_skey").to_numpy()
+    rows = table.column("_row").to_numpy()
+    copies = np.zeros(table.num_rows, dtype=np.int64)
+    by_group: dict[str, list[int]] = {}
+    for idx, g in enumerate(groups):
+        by_group.setdefault(g, []).append(idx)
+    for g, idxs in by_group.items():
+        rule = decisions.rules.get(g)
+        if rule is None:
+            continue
+        ix = np.asarray(idxs, dtype=np.int64)
+        copies[ix] = rule.copies(keys[ix], i, rows[ix])
+    ids = table.column("id").to_pylist()
+    # output rows: document index and repeat index
+    doc_idx = np.repeat(np.arange(table.num_rows, dtype=np.int64), copies)
+    starts = np.repeat(np.cumsum(copies) - copies, copies)
+    repeat = (np.arange(len(doc_idx), dtype=np.int64) - starts).astype(np.int32)
+    skeys = shuffle_keys(plan.seed, (ids[k] for k in doc_idx), repeat.tolist())
+    part = partition_of(skeys, P) if len(skeys) else np.zeros(0, dtype=np.int64)
+    out_table = table.take(pa.array(doc_idx)).append_column("repeat", pa.array(repeat, pa.int32())) \
+                     .append_column("_shuffle", pa.array(skeys, pa.uint64()))
+    not_sampled = np.flatnonzero(copies == 0)
+    rej_keys = shuffle_keys(plan.seed, (ids[k] for k in not_sampled), [0] * len(not_sampled))
+    rej_part = partition_of(rej_keys, P) if len(rej_keys) else np.zeros(0, dtype=np.int64)
+    urls = table.column("url").to_pylist()
+    counts = {"sampled_docs": int((copies > 0).sum()), "rows": int(len(doc_idx)),
+              "not_sampled": int(len(not_sampled))}
+    for j in np.unique(part):
+        sel = np.flatnonzero(part == j)
+        shard_io.write_arrow_atomic(out_table.take(pa.array(sel)), part_dir(plan, int(j)) / f"in-{i:05d}.arrow")
+    for j in np.unique(rej_part):
+        sel = not_sampled[rej_part == j]
+        rej = pa.table({"id": pa.array([ids[k] for k in sel], pa.string()),
+                        "url": pa.array([urls[k] for k in sel], pa.string()),
+                        "reason": pa.array([REASON_NOT_SAMPLED] * len(sel), pa.string()),
+                        "_shuffle": pa.array(rej_keys[rej_part == j], pa.uint64())})
+        shard_io.write_arrow_atomic(rej, part_dir(plan, int(j)) / f"rej-{i:05d}.arrow")
+    shard_io.write_json_atomic(counts, done)
+    return counts
+
+
+# --- phase 4 ---------------------------------------------------------------------------------
+def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, name: str, config_hash: str,
+                     fingerprint: str, with_text: bool) -> dict[str, Any]:
+    """Sort partition j by shuffle key and commit it as output shard `name`."""
+    d = part_dir(plan, j)
+    pieces = sorted(d.glob("in-*.arrow")) if d.exists() else []
+    rej_pieces = sorted(d.glob("rej-*.arrow")) if d.exists() else []
+    out_schema = _output_schema(decisions.schema)
+    if pieces:
+        table = pa.concat_tables([shard_io.read_shard(p) for p in pieces], promote_options="default")
+        order = pc.sort_indices(table, sort_keys=[("_shuffle", "ascending"), ("id", "ascending"), ("repeat", "ascending")])
+        table = table.take(order)
+    else:
+        table = decisions.schema.append(pa.field("repeat", pa.int32())).append(pa.field("_shuffle", pa.uint64())).empty_table()
+    repeat = table.column("repeat").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0, np.int32)
+    counters: dict[str, int] = {"repeated": int((repeat > 0).sum())}
+    groups = table.column("_group").to_pylist()
+    nbytes = table.column("_bytes").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0, np.int64)
+    ntok = table.column("_tokens").to_pylist()
+    for g, r, b, t in zip(groups, repeat.tolist(), nbytes.tolist(), ntok):
+        counters[f"rows:{g}"] = counters.get(f"rows:{g}", 0) + 1
+        counters[f"bytes:{g}"] = counters.get(f"bytes:{g}", 0) + int(b)
+        if t is not None:
+            counters[f"tokens:{g}"] = counters.get(f"tokens:{g}", 0) + int(t)
+        if r == 0:
+            counters[f"docs:{g}"] = counters.get(f"docs:{g}", 0) + 1
+    kept = table.select([c for c in out_schema.names]).cast(out_schema)
+    if rej_pieces:
+        rej = pa.concat_tables([shard_io.read_shard(p) for p in rej_pieces])
+        rej = rej.take(pc.sort_indices(rej, sort_keys=[("_shuffle", "ascending"), ("id", "ascending")]))
+        rejected = shard_io.rejected_table(rej.select(["id", "url", "reason"]).to_pylist(), with_text=with_text)
+    else:
+        rejected = shard_io.empty_rejected(with_text)
+    if with_text and rejected.num_rows:
+        rejected = _attach_rejected_text(plan, rejected)
+    return commit_remix_shard(Path(out_dir), name, kept=kept, rejected=rejected, repeated=counters["repeated"],
+                              config_hash=config_hash, fingerprint=fingerprint, counters=counters)
+
+
+def _attach_rejected_text(plan: Plan, rejected: pa.Table) -> pa.Table:
+    """Texts of not-sampled documents for `keep_rejected_text` (looked up in the labelled shards)."""
+    want = set(rejected.column("id").to_pylist())
+    texts: dict[str, str] = {}
+    for i in range(len(plan.inputs)):
+        t = shard_io.read_shard(labelled_path(plan, i), columns=["id", "text"])
+        for doc_id, text in zip(t.column("id").to_pylist(), t.column("text").to_pylist()):
+            if doc_id in want:
+                texts[doc_id] = text
+    return rejected.set_column(rejected.column_names.index("text"), "text",
+                               pa.array([texts.get(i) for i in rejected.column("id").to_pylist()], pa.string()))
+
+
+def _output_schema(labelled: pa.Schema) -> pa.Schema:
+    """The output columns: the input's, the label columns, `repeat`; work columns dropped."""
+    fields = [f for f in labelled if f.name not in WORK_COLUMNS]
+    return pa.schema(fields + [pa.field("repeat", pa.int32())])
+
+
+def commit_remix_shard(stage_dir: Path, name: str, *, kept: pa.Table, rejected: pa.Table, repeated: int,
+                       config_hash: str, fingerprint: str, counters: dict[str, int]) -> dict[str, Any]:
+    """Commit one output shard under the stage contract, counting repeats apart.
+
+    The record's `kept` is the number of distinct input documents in the shard (its repeat-0
+    rows), so `kept + rejected == input` holds for input documents as for every stage; the
+    extra copies are `counters.repeated`, and the data file holds `kept + repeated` rows.
+    `shards.commit_shard` checks `kept.num_rows + rejected == input`, which repeats would break,
+    so this writes the same files and record layout itself (data, rejected, then the record).
+    """
+    distinct = kept.num_rows - repeated
+    input_rows = distinct + rejected.num_rows
+    data_path, rejected_path, progress_path = shard_io.shard_paths(stage_dir, name, "arrow")
+    data_file = shard_io.write_arrow_atomic(kept, data_path, relative_to=stage_dir)
+    rejected_file = shard_io.write_parquet_atomic(rejected, rejected_path, relative_to=stage_dir)
+    reasons = {REASON_NOT_SAMPLED: rejected.num_rows} if rejected.num_rows else {}
+    record = {
+        "name": name,
+        "config_hash": config_hash,
+        "fingerprint": fingerprint,
+        "input": input_rows,
+        "kept": distinct,
+        "rejected": rejected.num_rows,
+        "reasons": reasons,
+        "counters": dict(sorted(counters.items())),
+        "data": data_file.to_json(),
+        "rejected_file": rejected_file.to_json(),
+    }
+    record_stats = getattr(shard_io, "record_stats", None)   # the runner's stats.json hook, where present
+    if record_stats is not None:
+        record["stats"] = record_stats(str(stage_dir), kept, rejected, None)
+    shard_io.write_json_atomic(record, progress_path)
+    return record
+
+
+def remove_file(path: str | os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
