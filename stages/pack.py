@@ -1,0 +1,363 @@
+"""Pack stage: documents -> token ids -> Megatron `.bin`/`.idx` shards + winnow pack index.
+
+Per input shard (remix `.arrow` or any stage's parquet), on a Ray actor holding one tokenizer:
+the texts are encoded with `Tokenizer.encode_batch`, BOS/EOS added by the explicit policy of
+the config (default: every document starts with BOS and ends with EOS), and written as
+
+    data/part-NNNNN.bin    int32 token ids, one sequence per document (Megatron MMIDIDX)
+    data/part-NNNNN.idx    Megatron's index: byte-identical to `IndexedDatasetBuilder`'s
+    data/part-NNNNN.pidx   winnow pack index: windows of seq_len + 1 tokens -> document pieces
+    rejected/part-NNNNN.parquet   empty documents (`pack:empty`)
+    _progress/part-NNNNN.json     commit record (written last; what resume checks)
+
+and, once every shard is committed, `pack_manifest.json` (tokenizer sha256, vocab size, dtype,
+seq_len, packing, BOS/EOS ids, tokens per language and domain, packing figures, every file's
+sha256) beside the runner's `manifest.json`. `winnow.tokenizer.PackedDataset` reads the result.
+
+The data file of a shard is not parquet, so this stage checks its own commit records
+(`committed_pack_shard`) in `execute` instead of the runner's parquet-based check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from winnow.pipeline import shards as shard_io
+from winnow.stages.base import PATH, Runtime, ShardMapStage, ShardOutput, ShardTask, StageConfig, EXECUTION
+from winnow.tokenizer.indexed import check_vocab_fits, index_bytes
+from winnow.tokenizer.packing import pack, pack_index_bytes, packing_stats, sha256_bytes
+
+PACK_MANIFEST = "pack_manifest.json"
+PACK_FORMAT_VERSION = 1
+
+
+class PackConfig(StageConfig):
+    tokenizer: str | None = Field(None, json_schema_extra=PATH,
+                                  description="directory with tokenizer.json + tokenizer_config.json "
+                                              "(default in `winnow run`: the tokenizer stage's output)")
+    seq_len: int = Field(4096, ge=1, description="model context; a window holds seq_len + 1 tokens")
+    packing: Literal["concat", "bestfit"] = "concat"
+    bos: bool = Field(True, description="start every document with the tokenizer's BOS token")
+    eos: bool = Field(True, description="end every document with the tokenizer's EOS token")
+    dtype: Literal["int32", "uint16"] = Field("int32", description="token dtype of the .bin (uint16 only if the vocab fits)")
+    text_column: str = "text"
+    batch_size: int = Field(256, ge=1, json_schema_extra=EXECUTION, description="documents per encode_batch call")
+
+
+def resolve_tokenizer_dir(path: str | os.PathLike[str]) -> Path:
+    """The directory holding tokenizer.json (accepts the file itself too)."""
+    p = Path(path)
+    if p.is_file() and p.name.endswith(".json"):
+        p = p.parent
+    if not (p / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{path}: no tokenizer.json (give the tokenizer stage's output directory)")
+    return p
+
+
+def _special(cfg: dict[str, Any], key: str) -> str | None:
+    v = cfg.get(key)
+    if isinstance(v, dict):
+        v = v.get("content")
+    return v if isinstance(v, str) else None
+
+
+def tokenizer_info(tok_dir: Path) -> dict[str, Any]:
+    """sha256, vocab size and BOS/EOS/PAD ids of a tokenizer directory (checked: the named
+    specials must be tokens of the vocabulary)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    cfg_path = tok_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    info: dict[str, Any] = {"sha256": shard_io.sha256_file(tok_dir / "tokenizer.json"),
+                            "vocab_size": tok.get_vocab_size(with_added_tokens=True)}
+    for role in ("bos", "eos", "pad"):
+        name = _special(cfg, f"{role}_token")
+        tid = tok.token_to_id(name) if name is not None else None
+        if name is not None and tid is None:
+            raise ValueError(f"{cfg_path}: {role}_token {name!r} is not in the vocabulary")
+        info[f"{role}_token"], info[f"{role}_id"] = name, tid
+    return info
+
+
+class PackStage(ShardMapStage):
+    name: ClassVar[str] = "pack"
+    version: ClassVar[int] = 1
+    Config: ClassVar[type[StageConfig]] = PackConfig
+    help: ClassVar[str] = "tokenize documents into Megatron .bin/.idx shards with a concat/bestfit pack index"
+
+    config: PackConfig
+
+    def __init__(self, config: Any = None):
+        super().__init__(config)
+        self._tok: Any = None
+        self._info: dict[str, Any] | None = None
+
+    # --- identity, artifacts, CLI -------------------------------------------------------------
+    def tokenizer_dir(self) -> Path:
+        if not self.config.tokenizer:
+            raise ValueError("pack: no tokenizer given (--tokenizer DIR, `pack.tokenizer`, or a tokenizer stage in `winnow run`)")
+        return resolve_tokenizer_dir(self.config.tokenizer)
+
+    def info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = tokenizer_info(self.tokenizer_dir())
+        return self._info
+
+    def config_hash(self) -> str:
+        """The config plus the tokenizer file's sha256: a retrained tokenizer repacks."""
+        import hashlib
+
+        base = super().config_hash()
+        sha = self.info()["sha256"] if self.config.tokenizer else ""
+        return hashlib.sha256(f"{base}:{sha}".encode()).hexdigest()[:16]
+
+    def with_artifacts(self, artifacts: dict[str, str]) -> "PackStage":
+        if self.config.tokenizer or "tokenizer" not in artifacts:
+            return self
+        return type(self)(self.config.model_copy(update={"tokenizer": str(artifacts["tokenizer"])}))
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--tokenizer", dest="pack_tokenizer", default=None, metavar="DIR",
+                            help="tokenizer directory (tokenizer.json + tokenizer_config.json)")
+        parser.add_argument("--seq-len", dest="pack_seq_len", type=int, default=None, help="context length (default 4096)")
+        parser.add_argument("--packing", dest="pack_packing", choices=["concat", "bestfit"], default=None,
+                            help="window packing (default concat)")
+
+    @classmethod
+    def cli_overrides(cls, args: argparse.Namespace) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in ("tokenizer", "seq_len", "packing"):
+            v = getattr(args, f"pack_{key}", None)
+            if v is not None:
+                out[key] = v
+        return out
+
+    # --- planning: refuse bad settings before any work ----------------------------------------
+    def plan(self, inputs: Sequence[str]) -> list[ShardTask]:
+        info = self.info()
+        try:
+            check_vocab_fits(info["vocab_size"], self.config.dtype)
+        except ValueError as exc:
+            raise ValueError(f"pack: {exc}; use dtype int32") from None
+        for role in ("bos", "eos"):
+            if getattr(self.config, role) and info[f"{role}_id"] is None:
+                raise ValueError(f"pack: {role}=true but {self.tokenizer_dir()}/tokenizer_config.json names no "
+                                 f"{role}_token; set pack.{role}: false or fix the tokenizer")
+        return super().plan(inputs)
+
+    # --- per shard ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(self.tokenizer_dir() / "tokenizer.json"))
+        self.info()
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of `texts` with the BOS/EOS policy: (flat int64 ids, per-text lengths). An
+        empty text gets length 0 (no BOS/EOS) so the caller can reject it."""
+        if self._tok is None:
+            self.setup()
+        info = self.info()
+        bos = [info["bos_id"]] if self.config.bos else []
+        eos = [info["eos_id"]] if self.config.eos else []
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        chunks: list[list[int]] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        bs = self.config.batch_size
+        for a in range(0, len(texts), bs):
+            batch = texts[a:a + bs]
+            for j, enc in enumerate(encode(batch, add_special_tokens=False)):
+                ids = enc.ids
+                if not ids:
+                    continue
+                doc = bos + ids + eos
+                chunks.append(doc)
+                lengths[a + j] = len(doc)
+        flat = np.array(list(itertools.chain.from_iterable(chunks)), dtype=np.int64)
+        return flat, lengths
+
+    def process_shard(self, task: ShardTask) -> ShardOutput:
+        """Kept: one row per packed document (id, lang, domain, tokens list<int32>)."""
+        table = pa.concat_tables([shard_io.read_shard(p) for p in task.inputs]) if len(task.inputs) > 1 \
+            else shard_io.read_shard(task.inputs[0])
+        col = self.config.text_column
+        if col not in table.column_names:
+            raise ValueError(f"pack: input {task.inputs[0]} has no {col!r} column (columns: {table.column_names})")
+        n = table.num_rows
+        texts = table.column(col).fill_null("").to_pylist()
+        flat, lengths = self.encode(texts)
+        empty = lengths == 0
+        ids = table.column("id") if "id" in table.column_names else pa.array([f"{task.name}:{i}" for i in range(n)])
+        urls = table.column("url") if "url" in table.column_names else pa.nulls(n, pa.string())
+        keep = pa.array(~empty)
+        offsets = np.concatenate([[0], np.cumsum(lengths[~empty])]).astype(np.int64)
+        tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.int32)))
+        kept_cols = {"id": pc.filter(ids, keep), "tokens": tokens}
+        for extra in ("lang", "domain"):
+            if extra in table.column_names:
+                kept_cols[extra] = pc.filter(table.column(extra), keep).cast(pa.string())
+        kept = pa.table(kept_cols)
+        rej_mask = pa.array(empty)
+        rejected = pa.table({"id": pc.filter(ids, rej_mask).cast(pa.string()),
+                             "url": pc.filter(urls, rej_mask).cast(pa.string()),
+                             "reason": pa.array(["pack:empty"] * int(empty.sum()), pa.string())},
+                            schema=shard_io.REJECTED_SCHEMA)
+        return ShardOutput(kept=kept, rejected=rejected, input_rows=n, counters={})
+
+    def run_and_commit(self, task: ShardTask, out_dir: Path) -> dict[str, Any]:
+        out = self.process_shard(task)
+        return commit_pack_shard(Path(out_dir), task.name, out, self.config, self.info(),
+                                 self.config_hash(), task.fingerprint)
+
+    # --- whole stage: resume from our own commit records, then the pack manifest -----------
+    def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: Runtime) -> list[dict[str, Any]]:
+        out_dir = Path(out_dir)
+        (out_dir / PACK_MANIFEST).unlink(missing_ok=True)
+        h = self.config_hash()
+        done = {t.name: committed_pack_shard(out_dir, t.name, h, t.fingerprint) for t in tasks}
+        todo = [t for t in tasks if done[t.name] is None]
+        by_name = {r["name"]: r for r in (runtime.map_shards(self, todo, out_dir) if todo else [])}
+        records = [done[t.name] or by_name[t.name] for t in tasks]
+        shard_io.write_json_atomic(pack_manifest(self.config, self.info(), records), out_dir / PACK_MANIFEST)
+        return records
+
+
+def committed_pack_shard(out_dir: Path, name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:
+    """The commit record of a pack shard if it was written under this config and input and its
+    files are all there with the recorded sizes; else None (the shard is redone)."""
+    progress = out_dir / shard_io.PROGRESS_DIR / f"{name}.json"
+    try:
+        record = shard_io.read_json(progress)
+    except (OSError, ValueError):
+        return None
+    if record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
+        return None
+    for key in ("data", "idx_file", "pack_index_file", "rejected_file"):
+        f = record.get(key) or {}
+        p = out_dir / f.get("path", "\0")
+        if not p.is_file() or p.stat().st_size != f.get("bytes"):
+            return None
+    return record
+
+
+def _write_bytes_atomic(data: bytes, path: Path, out_dir: Path) -> shard_io.ShardFile:
+    with shard_io.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return shard_io.ShardFile(path=os.path.relpath(path, out_dir), rows=0, bytes=len(data), sha256=sha256_bytes(data))
+
+
+def commit_pack_shard(out_dir: Path, name: str, out: ShardOutput, config: PackConfig, info: dict[str, Any],
+                      config_hash: str, fingerprint: str) -> dict[str, Any]:
+    """Write .bin, .idx, .pidx, rejected parquet, then the commit record, each atomically."""
+    kept, rejected = out.kept, out.rejected
+    if kept.num_rows + rejected.num_rows != out.input_rows:
+        raise shard_io.AccountingError(f"shard {name}: kept {kept.num_rows} + rejected {rejected.num_rows} != input {out.input_rows}")
+    tokens_col = kept.column("tokens").combine_chunks() if kept.num_rows else None
+    if tokens_col is not None:
+        offsets = np.asarray(tokens_col.offsets, dtype=np.int64)
+        flat = np.asarray(tokens_col.values, dtype=np.int32)[offsets[0]:offsets[-1]]
+        lengths = np.diff(offsets)
+    else:
+        flat, lengths = np.zeros(0, np.int32), np.zeros(0, np.int64)
+    dtype = np.dtype(config.dtype)
+    data_dir = out_dir / shard_io.DATA_DIR
+    bin_bytes = flat.astype(dtype.newbyteorder("<")).tobytes()
+    bin_file = _write_bytes_atomic(bin_bytes, data_dir / f"{name}.bin", out_dir)
+    bin_file = shard_io.ShardFile(bin_file.path, kept.num_rows, bin_file.bytes, bin_file.sha256)
+    idx = index_bytes(lengths, np.arange(lengths.size + 1, dtype=np.int64), dtype)
+    idx_file = _write_bytes_atomic(idx, data_dir / f"{name}.idx", out_dir)
+    index = pack(lengths, config.seq_len, config.packing)
+    index = dataclasses.replace(index, idx_sha256=idx_file.sha256)
+    pidx_file = _write_bytes_atomic(pack_index_bytes(index), data_dir / f"{name}.pidx", out_dir)
+    pidx_file = shard_io.ShardFile(pidx_file.path, index.num_windows, pidx_file.bytes, pidx_file.sha256)
+    rejected_file = shard_io.write_parquet_atomic(rejected, out_dir / shard_io.REJECTED_DIR / f"{name}.parquet",
+                                                  relative_to=out_dir)
+    st = packing_stats(index, lengths)
+    counters: dict[str, int] = {"docs": int(kept.num_rows), "tokens": int(st["tokens"]), "windows": int(st["windows"]),
+                                "pad_tokens": int(st["pad_tokens"]),
+                                "tokens_in_windows": int(st["tokens_in_windows"]), "docs_split": int(st["docs_split"]),
+                                "docs_longer_than_window": int(np.count_nonzero(lengths > config.seq_len + 1))}
+    for key in ("lang", "domain"):
+        if key in kept.column_names:
+            groups = pa.table({"g": kept.column(key).fill_null(""), "n": pa.array(lengths)}).group_by("g").aggregate([("n", "sum")])
+            for g, n in zip(groups.column("g").to_pylist(), groups.column("n_sum").to_pylist()):
+                counters[f"tokens_{key}:{g or 'unknown'}"] = int(n)
+    reasons: dict[str, int] = {}
+    for r in rejected.column("reason").to_pylist():
+        reasons[r] = reasons.get(r, 0) + 1
+    summary = pa.table({"id": kept.column("id"), "tokens": pa.array(lengths)})
+    record = {
+        "name": name,
+        "config_hash": config_hash,
+        "fingerprint": fingerprint,
+        "input": out.input_rows,
+        "kept": kept.num_rows,
+        "rejected": rejected.num_rows,
+        "reasons": dict(sorted(reasons.items())),
+        "counters": dict(sorted(counters.items())),
+        "data": bin_file.to_json(),
+        "idx_file": idx_file.to_json(),
+        "pack_index_file": pidx_file.to_json(),
+        "rejected_file": rejected_file.to_json(),
+        "stats": shard_io.record_stats(str(out_dir), summary, rejected),
+    }
+    shard_io.write_json_atomic(record, out_dir / shard_io.PROGRESS_DIR / f"{name}.json")
+    return record
+
+
+def pack_manifest(config: PackConfig, info: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What a training job checks before reading: tokenizer identity, layout, per-shard files
+    with checksums, token counts by language and domain, packing figures."""
+    totals: dict[str, int] = {}
+    for r in records:
+        for k, v in r["counters"].items():
+            totals[k] = totals.get(k, 0) + v
+    slots = totals.get("windows", 0) * (config.seq_len + 1)
+    docs = totals.get("docs", 0)
+    pad_id = info["pad_id"] if info["pad_id"] is not None else (info["eos_id"] if info["eos_id"] is not None else 0)
+    return {
+        "format": "winnow-pack",
+        "format_version": PACK_FORMAT_VERSION,
+        "megatron": {"index_header": "MMIDIDX", "index_version": 1, "dtype_code": 4 if config.dtype == "int32" else 8,
+                     "sequences_per_document": 1},
+        "tokenizer_sha256": info["sha256"],
+        "vocab_size": info["vocab_size"],
+        "bos_id": info["bos_id"] if config.bos else None,
+        "eos_id": info["eos_id"] if config.eos else None,
+        "pad_id": pad_id,
+        "bos": config.bos,
+        "eos": config.eos,
+        "dtype": config.dtype,
+        "seq_len": config.seq_len,
+        "packing": config.packing,
+        "documents": docs,
+        "tokens": totals.get("tokens", 0),
+        "windows": totals.get("windows", 0),
+        "packing_stats": {
+            "docs_split": totals.get("docs_split", 0),
+            "split_share": totals.get("docs_split", 0) / docs if docs else 0.0,
+            "pad_tokens": totals.get("pad_tokens", 0),
+            "padding_share": totals.get("pad_tokens", 0) / slots if slots else 0.0,
+            "tokens_kept_share": totals.get("tokens_in_windows", 0) / totals["tokens"] if totals.get("tokens") else 1.0,
+            "docs_longer_than_window": totals.get("docs_longer_than_window", 0),
+        },
+        "tokens_by_lang": {k.split(":", 1)[1]: v for k, v in sorted(totals.items()) if k.startswith("tokens_lang:")},
+        "tokens_by_domain": {k.split(":", 1)[1]: v for k, v in sorted(totals.items()) if k.startswith("tokens_domain:")},
+        "shards": [{"name": r["name"], "documents": r["kept"], "tokens": r["counters"].get("tokens", 0),
+                    "windows": r["counters"].get("windows", 0), "bin": r["data"], "idx": r["idx_file"],
+                    "pidx": r["pack_index_file"]} for r in records],
+    }
