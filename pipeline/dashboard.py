@@ -45,8 +45,9 @@ TOP_BARS = 25
 class StageRun:
     """What a stage directory holds, finished or not."""
 
-    name: str
+    name: str                   # the directory's name (unique in a run)
     path: Path
+    kind: str = ""              # the stage that wrote it (manifest `stage`), e.g. ingest
     manifest: dict[str, Any] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     committed: int = 0          # shard commit records under _progress/
@@ -89,8 +90,8 @@ def load_stage(path: Path) -> StageRun:
             if isinstance(rec, dict):
                 records.append(rec)
     st.committed = len(records)
-    if st.manifest is not None and st.manifest.get("stage"):
-        st.name = st.manifest["stage"]
+    src = st.manifest if isinstance(st.manifest, dict) else (stats if isinstance(stats, dict) else {})
+    st.kind = str(src.get("stage") or path.name)
     fresh = (st.manifest is not None and isinstance(stats, dict)
              and stats.get("input") == st.manifest.get("input") and stats.get("kept") == st.manifest.get("kept"))
     if fresh:
@@ -150,7 +151,7 @@ def discover(run_dir: str | Path) -> tuple[list[StageRun], list[str]]:
             up = by_path.get(p.resolve()) if p.exists() else None
             if up is not None:
                 parent[s.name] = up.name
-            elif not p.exists() and s.manifest and s.manifest.get("stage") != "ingest" and not any(ch in inp for ch in "*?:"):
+            elif not p.exists() and s.manifest and s.kind != "ingest" and not any(ch in inp for ch in "*?:"):
                 notes.append(f"{s.name} read {inp}, which is no longer there")
 
     def depth(name: str, seen: frozenset = frozenset()) -> int:
@@ -158,11 +159,11 @@ def discover(run_dir: str | Path) -> tuple[list[StageRun], list[str]]:
         return 0 if up is None or up in seen else 1 + depth(up, seen | {name})
 
     def key(s: StageRun) -> tuple:
-        known = KNOWN_ORDER.index(s.name) if s.name in KNOWN_ORDER else len(KNOWN_ORDER)
+        known = KNOWN_ORDER.index(s.kind) if s.kind in KNOWN_ORDER else len(KNOWN_ORDER)
         return (depth(s.name), known, s.name)
 
     stages.sort(key=key)
-    present = {s.name for s in stages}
+    present = {s.kind for s in stages}
     absent = [n for n in KNOWN_ORDER if n not in present]
     if stages and absent:
         notes.append("not in this run: " + ", ".join(absent))
@@ -273,6 +274,7 @@ class Charts:
         from bokeh.models import ColumnDataSource, FactorRange, HoverTool
         from bokeh.palettes import Category10
 
+        series = {n: {(k or "(none)"): v for k, v in s.items()} for n, s in series.items()}
         keys = sorted({k for s in series.values() for k in s}) or [" "]
         names = list(series)
         factors = [(k, n) for k in keys for n in names]
@@ -575,13 +577,16 @@ def build_dashboard(run_dir: str | Path, out: str | Path | None = None, *, sampl
     for st, chart_ids, st_notes, smp in sections:
         c = st.counts
         body.append(f'<section class="stage" id="stage-{_e(st.name)}" data-stage="{_e(st.name)}">'
-                    f'<h2>{_e(st.name)} <span class="status-{_e(st.status)}">{_e(st.status)}</span></h2>')
+                    f'<h2>{_e(st.name)}{f" ({_e(st.kind)})" if st.kind != st.name else ""} '
+                    f'<span class="status-{_e(st.status)}">{_e(st.status)}</span></h2>')
         body.append(f'<p>input {c["input"]:,} · kept {c["kept"]:,} · rejected {c["rejected"]:,}'
                     + (f' · {st.stats["seconds"]:,.1f} s' if isinstance(st.stats.get("seconds"), (int, float)) else "")
                     + (f' · text {st.stats["bytes"]["kept_text"] / 1e6:,.2f} MB kept'
                        if isinstance(st.stats.get("bytes"), dict) and "kept_text" in st.stats["bytes"] else "") + "</p>")
-        for n in st.problems + st_notes:
+        for n in st.problems:
             body.append(f'<p class="note">{_e(n)}</p>')
+        for n in st_notes:
+            body.append(f'<p class="info">{_e(n)}</p>')
         body.append('<div class="charts">' + "".join(f'<div class="chart">{divs[i]}</div>' for i in chart_ids) + "</div>")
         if smp:
             body.append(f"<details class=\"samples\"><summary>sample documents ({sum(len(v) for v in smp.values())})"
@@ -626,7 +631,7 @@ h1{font-size:1.3em} h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bot
 section.stage{margin-bottom:2em}
 .charts{display:flex;flex-wrap:wrap;gap:12px}
 .chart{min-height:160px}
-.note{color:#a33;margin:.2em 0}
+.note{color:#a33;margin:.2em 0} .info{color:#555;margin:.2em 0}
 table.funnel{border-collapse:collapse;margin:.5em 0} table.funnel td,table.funnel th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 table.funnel td:first-child{text-align:left}
 .status-complete{color:#276} .status-unfinished,.status-missing{color:#a33;font-weight:bold}
@@ -639,15 +644,16 @@ pre.doc{white-space:pre-wrap;word-break:break-word;max-height:18em;overflow:auto
 
 # ---- serving and the terminal table ---------------------------------------------------------------
 
-def serve(path: str | Path, port: int) -> None:
-    """Serve the one file at http://127.0.0.1:PORT/ (loopback only) until interrupted."""
+def make_server(path: str | Path, port: int) -> Any:
+    """An HTTP server for the one file at http://127.0.0.1:PORT/ (loopback only; port 0 = any free)."""
     import http.server
 
     data = Path(path).read_bytes()
+    name = Path(path).name
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.path not in ("/", "/" + Path(path).name, "/index.html"):
+            if self.path not in ("/", "/" + name, "/index.html"):
                 self.send_error(404)
                 return
             self.send_response(200)
@@ -659,7 +665,12 @@ def serve(path: str | Path, port: int) -> None:
         def log_message(self, fmt: str, *args: Any) -> None:
             log.info("dashboard: " + fmt, *args)
 
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler) as httpd:
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+
+def serve(path: str | Path, port: int) -> None:
+    """Serve the page on 127.0.0.1:PORT until interrupted."""
+    with make_server(path, port) as httpd:
         print(f"serving {path} at http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C stops)", flush=True)
         try:
             httpd.serve_forever()
@@ -667,7 +678,7 @@ def serve(path: str | Path, port: int) -> None:
             pass
 
 
-def stats_text(run_dir: str | Path, width: int = 120) -> str:
+def stats_text(run_dir: str | Path, width: int | None = None) -> str:
     """`winnow stats RUNDIR`: the dashboard's numbers as terminal tables (rich)."""
     import io
 
@@ -682,6 +693,9 @@ def stats_text(run_dir: str | Path, width: int = 120) -> str:
             super().add_row(*(escape(str(c)) for c in cells), **kw)
 
     stages, notes = discover(run_dir)
+    import shutil
+
+    width = width or max(100, shutil.get_terminal_size((120, 40)).columns)
     console = Console(file=io.StringIO(), record=True, width=width, force_terminal=False, color_system=None)
     funnel = Table(title=escape(f"winnow run {Path(run_dir)}"), title_justify="left")
     for col in ("stage", "status", "input", "kept", "rejected", "kept %", "top reasons"):
@@ -766,5 +780,5 @@ def _cmd_stats(args: Any) -> int:
     return 0
 
 
-__all__ = ["build_dashboard", "discover", "load_stage", "samples", "stats_text", "serve", "add_commands",
+__all__ = ["build_dashboard", "discover", "load_stage", "samples", "stats_text", "serve", "make_server", "add_commands",
            "dump_rejections_by_join", "StageRun"]
