@@ -1,6 +1,6 @@
 """Dedup quality on graded near-duplicate sets built from real text (English Common Crawl +
 Wikipedia, Chinese Wikipedia): precision and recall against exact Jaccard ≥ 0.8 on 5-gram
-shingles, through the whole stage on Ray. See stages/dedup/graded.py for how the set is made."""
+shingles, through the whole stage on Ray. See tests/dedup_graded.py for how the set is made."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from winnow.pipeline.runner import RayRuntime, run_stage
-from winnow.stages.dedup import DedupStage, graded
-from winnow.stages.dedup import phases as ph
+from winnow.stages.dedup import DedupStage
+
+import dedup_graded as graded  # tests/dedup_graded.py
 
 
 def evaluate(families: list[graded.Family], tmp_path: Path, **cfg) -> graded.Score:
@@ -22,7 +23,7 @@ def evaluate(families: list[graded.Family], tmp_path: Path, **cfg) -> graded.Sco
     pq.write_table(table.slice(half), inp / "part-00001.parquet")
     out = tmp_path / "out"
     run_stage(DedupStage({"partitions": 4, "keep_work": True, **cfg}), [str(inp)], out, RayRuntime(workers=2, show_progress=False))
-    return graded.score(families, ph.cluster_labels(out), cjk=cfg.get("cjk", "char"))
+    return graded.score(families, graded.cluster_labels(out), cjk=cfg.get("cjk", "char"))
 
 
 def test_english_graded_set(ray_local, shared_data: Path, tmp_path: Path) -> None:

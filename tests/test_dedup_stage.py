@@ -16,8 +16,10 @@ import pytest
 
 from winnow.pipeline import shards as shard_io
 from winnow.pipeline.runner import RayRuntime, run_stage
-from winnow.stages.dedup import DedupStage, graded
+from winnow.stages.dedup import DedupStage
 from winnow.stages.dedup import phases as ph
+
+import dedup_graded as graded  # tests/dedup_graded.py
 
 CC_FILE = "dolma/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 

@@ -31,7 +31,6 @@ reads): a multi-node cluster needs OUT on shared storage (NFS, Lustre, FSx…).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -712,36 +711,3 @@ def commit(plan: Plan, i: int, out_dir: str, name: str, config_hash: str, finger
     counters.update(extra_counters)
     return shard_io.commit_shard(out_dir, name, kept=kept, rejected=rejected, input_rows=n,
                                  config_hash=config_hash, fingerprint=fingerprint, counters=counters)
-
-
-# ---- audit ------------------------------------------------------------------------------------------
-
-def cluster_labels(out_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """For a finished run: every input document's id → the id of the document kept for its
-    cluster (itself when it had no duplicate; ``index:<key>`` for a document in the index).
-
-    Reads the run's work files (``OUT/_work``), so it works until they are deleted; used by the
-    quality evaluation and for audits of what was removed as a duplicate of what.
-    """
-    root = Path(out_dir) / "_work"
-    works = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    if not works:
-        raise FileNotFoundError(f"{root}: no work directory")
-    work = works[-1]
-    key_to_id: dict[int, str] = {}
-    for f in sorted((work / "sig").glob("part-*.arrow")):
-        t = load_sig_file(f)
-        key_to_id.update(zip(_col(t, "key").tolist(), t.column("id").to_pylist()))
-    rep: dict[int, int] = {}
-    exact_files = sorted((work / "exact_reduce").glob("part-*.arrow"))
-    if exact_files:
-        t = sh.read_all(exact_files, EXACT_OUT_SCHEMA)
-        rep = dict(zip(_col(t, "key").tolist(), _col(t, "rep").tolist()))
-    t = sh.read_all(sorted((work / "elect").glob("part-*.arrow")), ELECT_SCHEMA)
-    keeper = dict(zip(_col(t, "node").tolist(), _col(t, "keeper").tolist()))
-    out = {}
-    for k, i in key_to_id.items():
-        r = rep.get(k, k)
-        lab = keeper.get(r, r)
-        out[i] = key_to_id.get(lab, f"index:{lab}")
-    return out
