@@ -80,9 +80,14 @@ class TopicClassifier:
                 np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float32))
 
 
+# what the training child process runs: train_supervised(**params), save to the given path
+_TRAIN_CHILD = ("import json, sys, fasttext; "
+                "fasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])")
+
+
 def train(texts: Iterable[str], labels: Iterable[str], ids: Iterable[str], out_path: str | os.PathLike[str], *,
           holdout_fraction: float = 0.1, seed: int = 0, epoch: int = 10, dim: int = 32, lr: float = 0.5,
-          word_ngrams: int = 2, min_count: int = 2, bucket: int = 200_000, max_chars: int = 2000,
+          word_ngrams: int = 2, min_count: int = 2, bucket: int = 100_000, max_chars: int = 2000,
           threads: int = 1) -> list[ClassReport]:
     """Train a supervised fastText model on (text, label) pairs, keeping a hashed `holdout_fraction`
     of ids aside; save it to `out_path` and return held-out figures per class. One thread by
@@ -108,14 +113,25 @@ def train(texts: Iterable[str], labels: Iterable[str], ids: Iterable[str], out_p
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", delete=False, dir=out_path.parent) as f:
         f.write("\n".join(train_lines) + "\n")
         train_file = f.name
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    params = dict(input=train_file, epoch=epoch, dim=dim, lr=lr, wordNgrams=word_ngrams, minCount=min_count,
+                  bucket=bucket, thread=threads, seed=seed, verbose=0)
     try:
-        model = fasttext.train_supervised(input=train_file, epoch=epoch, dim=dim, lr=lr, wordNgrams=word_ngrams,
-                                          minCount=min_count, bucket=bucket, thread=threads, seed=seed, verbose=0)
+        # A fresh process per training: the fastText wheel keeps state across trainings in one
+        # process (a second model comes out different, or training stops with "Encountered NaN");
+        # the first training of a process is reproducible.
+        import json
+        import subprocess
+        import sys
+
+        proc = subprocess.run([sys.executable, "-c", _TRAIN_CHILD, json.dumps(params), str(tmp)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"fastText training failed: {proc.stderr.strip()[-2000:]}")
     finally:
         os.unlink(train_file)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    model.save_model(str(tmp))
     os.replace(tmp, out_path)
+    model = fasttext.load_model(str(out_path))
     reports = {lab: ClassReport(lab, n, 0, 0, 0) for lab, n in n_train.items()}
     if held:
         pred, _ = model.predict([line for line, _ in held], k=1)
