@@ -8,11 +8,14 @@
     filter: {...}
 
 Each stage section is validated by that stage's pydantic `Config`; unknown keys anywhere are an
-error that names them, never a silently ignored typo.
+error that names them, never a silently ignored typo. Relative `inputs` and `output` (and the file
+paths of stage sections, see `StageConfig`) are resolved against the directory winnow was started
+in, on the driver, before any task reaches a Ray worker whose working directory is elsewhere.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,4 +94,13 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineCo
                 cfg.stage_config(name)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    cfg.inputs = [_absolute(p) for p in cfg.inputs]
+    cfg.output = _absolute(cfg.output)
     return cfg
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute against the current directory; URLs unchanged."""
+    if "://" in path and not path.startswith("file://"):
+        return path
+    return os.path.abspath(os.path.expanduser(path[len("file://"):] if path.startswith("file://") else path))

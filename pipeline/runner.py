@@ -8,6 +8,7 @@ count, a pool of actors for shard-map stages, progress bars) instead of being im
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
@@ -156,31 +157,46 @@ class RayRuntime(Runtime):
         return [records[t.name] for t in tasks]
 
 
-def _prepare_out_dir(stage: Stage, out_dir: Path) -> dict[str, Any] | None:
-    """Return the finished manifest if this stage already completed here under the same config;
-    clear the directory if it holds output of another config (stale shards must not mix in)."""
-    manifest_path = out_dir / shard_io.MANIFEST
-    h = stage.config_hash()
-    if manifest_path.exists():
-        manifest = shard_io.read_json(manifest_path)
-        if manifest.get("config_hash") == h and manifest.get("stage") == stage.name:
-            return manifest
+def _clear_other_config(stage: Stage, out_dir: Path, config_hash: str) -> None:
+    """Clear the directory if it holds shards committed under another config: they can never be
+    reused, and the stage's work files (`_work`) are of that config too."""
     progress_dir = out_dir / shard_io.PROGRESS_DIR
-    if progress_dir.exists():
-        hashes = set()
-        for p in progress_dir.glob("*.json"):
-            try:
-                hashes.add(shard_io.read_json(p).get("config_hash"))
-            except (OSError, ValueError):
-                continue
-        if hashes - {h}:
-            log.warning("%s: output of another config found in %s; clearing it", stage.name, out_dir)
-            for sub in (shard_io.DATA_DIR, shard_io.REJECTED_DIR, shard_io.PROGRESS_DIR, "_work"):
-                shutil.rmtree(out_dir / sub, ignore_errors=True)
-    if manifest_path.exists():
-        manifest_path.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return None
+    if not progress_dir.exists():
+        return
+    hashes = set()
+    for p in progress_dir.glob("*.json"):
+        try:
+            hashes.add(shard_io.read_json(p).get("config_hash"))
+        except (OSError, ValueError):
+            continue
+    if hashes - {config_hash}:
+        log.warning("%s: output of another config found in %s; clearing it", stage.name, out_dir)
+        for sub in (shard_io.DATA_DIR, shard_io.REJECTED_DIR, shard_io.PROGRESS_DIR, "_work"):
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
+
+
+def absolute_input(path: str) -> str:
+    """A local input path made absolute against the directory winnow was started in (Ray workers
+    run elsewhere); URLs are left as they are."""
+    path = str(path)
+    if "://" in path and not path.startswith("file://"):
+        return path
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def check_counts_chain(stage: Stage, inputs: Sequence[str], manifest: dict[str, Any]) -> None:
+    """A stage reading stage directories must report as its `input` exactly the documents those
+    directories hand on (their manifests' `kept`): nothing lost or invented between stages.
+    Artifact stages (a tokenizer trainer) read documents too; the rule is the same for them."""
+    if stage.reads_raw_files:
+        return
+    expected = sum(shard_io.upstream_kept(d) for d in inputs)
+    if manifest["input"] != expected:
+        raise shard_io.AccountingError(
+            f"{stage.name}: input {manifest['input']} != {expected} documents kept by its input stage(s) "
+            f"{', '.join(inputs)}")
 
 
 def build_manifest(stage: Stage, inputs: Sequence[str], records: Sequence[dict[str, Any]],
@@ -200,6 +216,7 @@ def build_manifest(stage: Stage, inputs: Sequence[str], records: Sequence[dict[s
             reasons[k] = reasons.get(k, 0) + v
         for k, v in r.get("counters", {}).items():
             counters[k] = counters.get(k, 0) + v
+    sources = {t.name: t.inputs for t in tasks}
     if sum(reasons.values()) != total_rej:
         raise shard_io.AccountingError(f"{stage.name}: rejection reasons sum to {sum(reasons.values())}, rejected is {total_rej}")
     return {
@@ -217,40 +234,57 @@ def build_manifest(stage: Stage, inputs: Sequence[str], records: Sequence[dict[s
         "shards": [r["data"] for r in records],
         "shard_sources": {t.name: list(t.inputs) for t in tasks},
         "rejected_shards": [r["rejected_file"] for r in records],
+        # input files a stream broke in part-way: at least `unread_bytes` of each were not read
+        "incomplete_inputs": [{"shard": r["name"], "inputs": list(sources.get(r["name"], ())),
+                               "unread_bytes": r["counters"]["unread_bytes"]}
+                              for r in records if r.get("counters", {}).get("unread_bytes")],
     }
 
 
 def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime: Runtime | None = None) -> dict[str, Any]:
     """Run one stage from `inputs` into `out_dir` and return its manifest.
 
-    Resumes: shards committed under the same config hash and input fingerprint are not redone;
-    a finished stage with the same config returns its manifest at once.
+    Always plans from the inputs as they are now. A shard committed under the same config hash
+    and task fingerprint (its inputs' identity) is reused; every other planned shard is redone;
+    files of shards that are no longer planned are removed, so `data/` holds exactly the output.
+    A finished stage with unchanged inputs executes nothing and changes no byte. Checks
+    `kept + rejected == input` per shard and in total, and that `input` equals what the input
+    stages kept (`check_counts_chain`); raises AccountingError otherwise.
     """
-    out_dir = Path(out_dir)
-    done = _prepare_out_dir(stage, out_dir)
-    if done is not None:
-        log.info("%s: already complete in %s (config %s); skipping", stage.name, out_dir, done["config_hash"])
-        return done
-    runtime = runtime or RayRuntime()
+    out_dir = Path(absolute_input(str(out_dir)))
+    inputs = [absolute_input(p) for p in inputs]
     started = time.monotonic()
-    tasks = stage.plan(list(inputs))
+    tasks = stage.plan_tasks(list(inputs))
     h = stage.config_hash()
+    _clear_other_config(stage, out_dir, h)
+    removed = shard_io.remove_stale_shards(out_dir, [t.name for t in tasks])
+    if removed:
+        log.info("%s: removed %d file(s) of shards no longer planned", stage.name, len(removed))
+    out_dir.mkdir(parents=True, exist_ok=True)
     committed = {t.name: shard_io.committed_shard(out_dir, t.name, h, t.fingerprint) for t in tasks}
     todo = [t for t in tasks if committed[t.name] is None]
-    if len(todo) < len(tasks):
+    manifest_path = out_dir / shard_io.MANIFEST
+    if (todo or removed) and manifest_path.exists():
+        manifest_path.unlink()  # the directory is about to change: no manifest until it adds up again
+    if todo and len(todo) < len(tasks):
         log.info("%s: resuming, %d of %d shards already committed", stage.name, len(tasks) - len(todo), len(tasks))
     if isinstance(stage, ShardMapStage):
-        new_records = stage.execute(todo, out_dir, runtime)
+        new_records = stage.execute(todo, out_dir, runtime or RayRuntime()) if todo else []
         by_name = {r["name"]: r for r in new_records}
         records = [committed[t.name] or by_name[t.name] for t in tasks]
     else:
         # Whole-dataset stages (dedup) see every task: their phases need all shards, and they
         # skip committing shards that are already committed themselves.
-        records = stage.execute(tasks, out_dir, runtime)
+        records = stage.execute(tasks, out_dir, runtime or RayRuntime())
     manifest = build_manifest(stage, inputs, records, tasks)
-    shard_io.write_json_atomic(manifest, out_dir / shard_io.MANIFEST)
+    check_counts_chain(stage, inputs, manifest)
+    stage.check_output(manifest, records, out_dir)
+    if not manifest_path.exists() or shard_io.read_json(manifest_path) != manifest:
+        shard_io.write_json_atomic(manifest, manifest_path)
     elapsed = time.monotonic() - started
-    shard_io.write_json_atomic({"stage": stage.name, "seconds": round(elapsed, 3), "input": manifest["input"],
+    # Distributions: the shards' commit-record stats (pipeline/stats.py), merged exactly.
+    shard_io.write_json_atomic({**shard_io.merge_stats(r.get("stats") for r in records),
+                                "stage": stage.name, "seconds": round(elapsed, 3), "input": manifest["input"],
                                 "kept": manifest["kept"], "rejected": manifest["rejected"],
                                 "reasons": manifest["reasons"], "counters": manifest["counters"],
                                 "shards": len(tasks), "shards_resumed": len(tasks) - len(todo)},

@@ -26,6 +26,8 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from winnow.pipeline.stats import Histogram, merge_stats, record_stats, shard_stats  # noqa: F401 - stats hook; re-exported for stages
+
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
 PROGRESS_DIR = "_progress"
@@ -170,12 +172,24 @@ class NotAStageOutput(ValueError):
     """Raised when a directory given as a stage input holds neither a manifest nor parquet shards."""
 
 
-def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path]:
-    """The kept-document shards of a finished stage directory, in manifest order.
+@dataclass(frozen=True)
+class InputShard:
+    """One kept-document shard of an upstream stage: its path, and, when the upstream directory
+    has a manifest, the sha256 and row count the manifest records for it (None otherwise)."""
 
-    Accepts a stage directory with `manifest.json`, or any directory of `*.parquet` files
-    (sorted by name) so hand-made inputs work too. A stage directory without a manifest is
-    an unfinished run and is refused rather than read half-way.
+    path: Path
+    sha256: str | None = None
+    rows: int | None = None
+
+
+def input_shard_entries(stage_dir: str | os.PathLike[str]) -> list[InputShard]:
+    """The kept-document shards of a finished stage directory, in manifest order, with the
+    checksum and row count the manifest gives each (the identity a downstream task is keyed by).
+
+    Accepts a stage directory with `manifest.json`, or any directory of `*.parquet` / `*.arrow`
+    files (sorted by name) so hand-made inputs work too. A stage directory without a manifest is
+    an unfinished run and is refused rather than read half-way; a manifest naming a shard that is
+    not there is refused too (the directory was edited by hand or is half deleted).
     """
     stage_dir = Path(stage_dir)
     if not stage_dir.is_dir():
@@ -183,14 +197,58 @@ def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path]:
     manifest = stage_dir / MANIFEST
     if manifest.exists():
         m = read_json(manifest)
-        return [stage_dir / s["path"] for s in m["shards"]]
+        entries = [InputShard(stage_dir / s["path"], s.get("sha256"), s.get("rows")) for s in m["shards"]]
+        for e in entries:
+            if not e.path.is_file():
+                raise NotAStageOutput(f"{stage_dir}: manifest.json lists {e.path}, which does not exist; rerun that stage")
+        return entries
     if (stage_dir / PROGRESS_DIR).exists():
         raise NotAStageOutput(f"{stage_dir}: stage output without manifest.json (unfinished run); rerun that stage first")
     files = (sorted(stage_dir.glob("*.parquet")) or sorted((stage_dir / DATA_DIR).glob("*.parquet"))
              or sorted(stage_dir.glob("*.arrow")) or sorted((stage_dir / DATA_DIR).glob("*.arrow")))
     if not files:
         raise NotAStageOutput(f"{stage_dir}: no manifest.json and no *.parquet or *.arrow shards")
-    return files
+    return [InputShard(f) for f in files]
+
+
+def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path]:
+    """The kept-document shards of a finished stage directory, in manifest order (see
+    `input_shard_entries`, which also gives each shard's checksum and row count)."""
+    return [e.path for e in input_shard_entries(stage_dir)]
+
+
+def upstream_kept(stage_dir: str | os.PathLike[str]) -> int:
+    """How many documents a stage directory hands on: its manifest's `kept`, or for a hand-made
+    directory of shards the row count of their footers. What the next stage must report as input."""
+    manifest = Path(stage_dir) / MANIFEST
+    if manifest.exists():
+        return int(read_json(manifest)["kept"])
+    return sum(shard_rows(p) for p in input_shards(stage_dir))
+
+
+#: Directories of a stage output whose files are named after their shard (`part-00003.<ext>`).
+SHARD_DIRS = (DATA_DIR, REJECTED_DIR, PROGRESS_DIR)
+
+
+def remove_stale_shards(stage_dir: str | os.PathLike[str], names: Iterable[str]) -> list[Path]:
+    """Delete every file under data/, rejected/ and _progress/ whose shard name (the file name up
+    to its first dot, any extension: .parquet, .arrow, .bin, .idx, .json) is not in `names`, and
+    temp files a killed write left behind, so `data/` holds exactly the planned shards. Returns
+    what was removed."""
+    keep = set(names)
+    removed: list[Path] = []
+    for sub in SHARD_DIRS:
+        d = Path(stage_dir) / sub
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if not p.is_file():
+                continue
+            stale_temp = p.name.startswith(".") and p.name.endswith(".tmp")
+            if stale_temp or p.name.split(".", 1)[0] not in keep:
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def shard_paths(stage_dir: str | os.PathLike[str], name: str, data_format: str = "parquet") -> tuple[Path, Path, Path]:
@@ -221,9 +279,12 @@ def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: s
 
 def commit_shard(stage_dir: str | os.PathLike[str], name: str, *, kept: pa.Table, rejected: pa.Table,
                  input_rows: int, config_hash: str, fingerprint: str,
-                 counters: dict[str, int] | None = None, data_format: str = "parquet") -> dict[str, Any]:
+                 counters: dict[str, int] | None = None, data_format: str = "parquet",
+                 stats: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write one shard's kept and rejected tables, then its commit record, each atomically.
     Kept rows go to parquet, or to an Arrow IPC file with `data_format="arrow"` (remix).
+    The record's ``"stats"`` are `shard_stats` of the in-memory tables plus the stage's own
+    `stats` (made with `Histogram`; see docs/dashboard.md), merged into stats.json by the runner.
 
     Checks the shard's own accounting (`kept + rejected == input`) before anything is written,
     so a stage bug fails loudly at the shard that caused it. Returns the commit record.
@@ -249,6 +310,7 @@ def commit_shard(stage_dir: str | os.PathLike[str], name: str, *, kept: pa.Table
         "counters": dict(sorted((counters or {}).items())),
         "data": data_file.to_json(),
         "rejected_file": rejected_file.to_json(),
+        "stats": record_stats(str(stage_dir), kept, rejected, stats),
     }
     write_json_atomic(record, progress_path)
     return record

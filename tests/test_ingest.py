@@ -12,7 +12,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from winnow.stages.ingest import IngestStage, document_id, dump_from, file_kind
-from winnow.stages.ingest_sources import InputNotFound, expand_inputs
+from winnow.stages.ingest_sources import InputNotFound, UnsafeListingEntry, expand_inputs
 from tests.warc_fixtures import write_warc
 
 CJK = set("的一是不了人在有这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严")
@@ -169,10 +169,23 @@ def test_input_expansion(tmp_path: Path, shared_data: Path) -> None:
     listing = tmp_path / "warc.paths.gz"
     with gzip.open(listing, "wt") as f:
         f.write(f"{shared_data / 'whirlwind/whirlwind.warc.gz'}\n{shared_data / 'warcio/example.warc.gz'}\n")
-    files = expand_inputs([str(listing)], paths_limit=1)
+    # absolute entries are refused unless the config allows them (a listing must not make
+    # workers read arbitrary local files)
+    with pytest.raises(UnsafeListingEntry, match="line 1: entry .*whirlwind.warc.gz' is an absolute path"):
+        expand_inputs([str(listing)])
+    files = expand_inputs([str(listing)], paths_limit=1, allow_absolute=True)
     assert files == [str(shared_data / "whirlwind/whirlwind.warc.gz")]
-    files = expand_inputs([str(shared_data / "resiliparse/*.warc.gz"), str(listing)])
+    files = expand_inputs([str(shared_data / "resiliparse/*.warc.gz"), str(listing)], allow_absolute=True)
     assert len(files) == 5 and files[:3] == sorted(files[:3])
+    for entry, problem in [("s3://bucket/x.warc.gz", "its own scheme"), ("file:/etc/passwd", "its own scheme"),
+                           ("crawl-data/../../secret.warc.gz", "'..'")]:
+        with gzip.open(listing, "wt") as f:
+            f.write(f"crawl-data/CC-MAIN-2024-22/a.warc.wet.gz\n{entry}\n")
+        with pytest.raises(UnsafeListingEntry, match=f"line 2: .*{problem}"):
+            expand_inputs([str(listing)])
+    with gzip.open(listing, "wt") as f:
+        f.write("crawl-data/CC-MAIN-2024-22/a.warc.wet.gz\n")
+    assert expand_inputs([str(listing)]) == ["https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-22/a.warc.wet.gz"]
     with pytest.raises(InputNotFound, match="nothing"):
         expand_inputs([str(tmp_path / "*.warc.gz")])
     with pytest.raises(InputNotFound, match="no such file"):

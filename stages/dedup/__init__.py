@@ -25,11 +25,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from winnow.pipeline import shards as shard_io
-from winnow.stages.base import Runtime, ShardTask, Stage, StageConfig
+from winnow.stages.base import EXECUTION, PATH, Runtime, ShardTask, Stage, StageConfig
 
 if TYPE_CHECKING:
     from winnow.stages.dedup import phases as ph
@@ -41,7 +40,7 @@ class DedupConfig(StageConfig):
     """The `dedup:` section of a pipeline config."""
 
     scope: Literal["global", "dump"] = Field("global", description="global: all dumps together; dump: within each dump")
-    index: str | None = Field(None, description="index directory to deduplicate against and add kept documents to")
+    index: str | None = Field(None, json_schema_extra=PATH, description="index directory to deduplicate against and add kept documents to")
     exact: bool = Field(True, description="remove exact copies (content hash) before MinHash")
     ngram: int = Field(5, ge=1, le=16, description="words per shingle")
     num_bands: int = Field(14, ge=1, description="LSH bands")
@@ -52,12 +51,12 @@ class DedupConfig(StageConfig):
     verify_k: int = Field(512, ge=0, le=4096,
                           description="bottom-k sketch size for the check (exact under k shingles); 0: use the MinHash values")
     jaccard_threshold: float = Field(0.8, ge=0, le=1, description="estimated Jaccard a candidate pair must reach")
-    partitions: int | None = Field(None, ge=1, description="shuffle partitions (power of two); default from the input size")
-    rows_per_partition: int = Field(8_000_000, ge=1000, description="band rows per partition when partitions is auto")
-    union_find_max_edges: int = Field(5_000_000, ge=0, description="single-process union-find below this many edges")
-    batch_size: int = Field(1024, ge=1, description="documents per Arrow batch in the signature phase")
-    backend: Literal["auto", "numba", "numpy"] = Field("auto", description="signature kernels (same values either way)")
-    keep_work: bool = Field(False, description="keep OUT/_work (signatures, clusters) after the run, for audits")
+    partitions: int | None = Field(None, ge=1, json_schema_extra=EXECUTION, description="shuffle partitions (power of two); default from the input size")
+    rows_per_partition: int = Field(8_000_000, ge=1000, json_schema_extra=EXECUTION, description="band rows per partition when partitions is auto")
+    union_find_max_edges: int = Field(5_000_000, ge=0, json_schema_extra=EXECUTION, description="single-process union-find below this many edges")
+    batch_size: int = Field(1024, ge=1, json_schema_extra=EXECUTION, description="documents per Arrow batch in the signature phase")
+    backend: Literal["auto", "numba", "numpy"] = Field("auto", json_schema_extra=EXECUTION, description="signature kernels (same values either way)")
+    keep_work: bool = Field(False, json_schema_extra=EXECUTION, description="keep OUT/_work (signatures, clusters) after the run, for audits")
 
     @model_validator(mode="after")
     def _check(self) -> "DedupConfig":
@@ -77,6 +76,8 @@ class DedupStage(Stage):
     version: ClassVar[int] = 1
     Config: ClassVar[type[StageConfig]] = DedupConfig
     help: ClassVar[str] = "remove exact and near-duplicate documents (MinHash LSH) across dumps, on Ray"
+    #: every output shard depends on every input shard: any input change redoes the whole stage
+    whole_dataset: ClassVar[bool] = True
     config: DedupConfig
     #: per phase of the last `execute`: wall seconds, summed task CPU seconds, tasks, peak worker RSS (MB)
     phase_stats: dict[str, dict[str, float]]
@@ -188,7 +189,7 @@ class DedupStage(Stage):
             # rows from the footers of at most 64 evenly spaced shards, extrapolated (the driver
             # must not read every footer of a 10^5-shard input)
             sample = tasks[:: max(1, len(tasks) // 64)] if tasks else []
-            rows = sum(pq.ParquetFile(t.inputs[0]).metadata.num_rows for t in sample)
+            rows = sum(shard_io.shard_rows(t.inputs[0]) for t in sample)
             docs = rows * len(tasks) / max(1, len(sample))
             need = math.ceil(max(docs, 1) * cfg.num_bands / cfg.rows_per_partition)
             partitions = 1 << max(0, math.ceil(math.log2(need)))
