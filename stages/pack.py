@@ -52,7 +52,7 @@ class PackConfig(StageConfig):
     eos: bool = Field(True, description="end every document with the tokenizer's EOS token")
     dtype: Literal["int32", "uint16"] = Field("int32", description="token dtype of the .bin (uint16 only if the vocab fits)")
     text_column: str = "text"
-    batch_size: int = Field(256, ge=1, json_schema_extra=EXECUTION, description="documents per encode_batch call")
+    batch_size: int = Field(1024, ge=1, json_schema_extra=EXECUTION, description="documents per encode_batch call")
 
 
 def resolve_tokenizer_dir(path: str | os.PathLike[str]) -> Path:

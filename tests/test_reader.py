@@ -243,3 +243,20 @@ def test_torch_dataloader_workers_keep_the_order(packs):
     for _ in range(12):
         next(it)
     assert np.array_equal(next(iter(nxt))["input_ids"], next(it)["input_ids"])
+
+
+def test_torch_stacked_micro_batches_keep_the_order(packs):
+    from torch.utils.data import DataLoader
+
+    from winnow.tokenizer.reader import TorchPackedDataset
+
+    _, _, a, _ = packs
+    core = PackedDataset(a, S, seed=9, micro_batch=3)
+    ref = iter(PackedDataset(a, S, seed=9))
+    loader = DataLoader(TorchPackedDataset(core, stack_micro_batches=True), batch_size=None, num_workers=2)
+    for i, batch in enumerate(loader):
+        assert batch["input_ids"].shape == (3, S) and batch["cu_seqlens"].shape == (3, core.cu_len)
+        for row in batch["input_ids"]:
+            assert np.array_equal(row.numpy(), next(ref)["input_ids"])
+        if i == 5:
+            break

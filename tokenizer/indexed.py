@@ -183,7 +183,8 @@ class IndexedReader:
             raise CorruptPackError(f"{bin_path}: {bin_size} bytes, its index describes "
                                    f"{self.total_tokens * itemsize} ({self.total_tokens} tokens of "
                                    f"{self.dtype.name}); truncated, or the .idx of another dataset")
-        self.tokens = (np.memmap(bin_path, dtype=self.dtype.newbyteorder("<"), mode="r")
+        # a plain ndarray view of the map: slicing it skips np.memmap's per-slice bookkeeping
+        self.tokens = (np.memmap(bin_path, dtype=self.dtype.newbyteorder("<"), mode="r").view(np.ndarray)
                        if bin_size else np.zeros(0, dtype=self.dtype))
         self.offsets = self.sequence_pointers // itemsize  # token offset of each sequence
 

@@ -21,6 +21,7 @@ determinism):
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -106,6 +107,7 @@ class Pack:
             self.shards.append((reader, index))
             offsets.append(offsets[-1] + index.num_windows)
         self.window_offsets = np.asarray(offsets, dtype=np.int64)
+        self._offsets_list = offsets
         self.num_windows = int(offsets[-1])
         self.max_pieces = max((ix.max_pieces() for _, ix in self.shards), default=0)
         self.fingerprint = hashlib.sha256(json.dumps(
@@ -114,7 +116,7 @@ class Pack:
 
     def window(self, w: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Window w's document pieces (token arrays) and their lengths."""
-        s = int(np.searchsorted(self.window_offsets, w, side="right") - 1)
+        s = bisect.bisect_right(self._offsets_list, w) - 1
         reader, index = self.shards[s]
         docs, starts, lens = index.pieces(w - int(self.window_offsets[s]))
         return [reader.get(int(d), int(a), int(n)) for d, a, n in zip(docs, starts, lens)], lens
@@ -225,6 +227,7 @@ class PackedDataset:
         self.fingerprint = hashlib.sha256(json.dumps(
             [[p.fingerprint for p in g] for g in self.components]
             + [self.weights, self.seed, self.samples_per_epoch, self.seq_len]).encode()).hexdigest()[:32]
+        self._arange = np.arange(seq_len + 1, dtype=np.int64)
         self._perms: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
         self.start = 0        # global position this iterator started from (a multiple of world_size)
         self.yielded = 0      # samples this rank has yielded since `start`
@@ -269,24 +272,33 @@ class PackedDataset:
         return self._build(pieces, lens)
 
     def _build(self, pieces: list[np.ndarray], lens: np.ndarray) -> dict[str, np.ndarray]:
+        """One window's arrays. Written as slice copies over the few pieces of a window: a sample
+        costs a handful of numpy calls whatever seq_len is (bench/pack.py measures it)."""
         S = self.seq_len
-        buf = np.full(S + 1, self.pad_id, dtype=np.int64)
-        n = int(lens.sum()) if len(lens) else 0
-        if pieces:
-            buf[:n] = np.concatenate(pieces)
+        ar = self._arange
+        buf = np.empty(S + 1, dtype=np.int64)
+        pos = np.empty(S, dtype=np.int64)
+        cu = np.empty(self.cu_len, dtype=np.int32)
+        cu[0] = 0
+        n, k = 0, 1
+        for piece in pieces:
+            a, n = n, n + piece.size
+            buf[a:n] = piece
+            e = min(n, S)
+            if e > a:
+                pos[a:e] = ar[:e - a]   # positions restart at each document piece
+            if n < S:
+                cu[k] = n
+                k += 1
+        if n < S + 1:
+            buf[n:] = self.pad_id
+        if n < S:
+            pos[n:] = ar[:S - n]        # padding is a segment of its own
+        cu[k:] = S
         labels = buf[1:].copy()
         if n < S + 1:
             labels[max(n - 1, 0):] = IGNORE_INDEX
-        bounds = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)])
-        bounds = np.minimum(bounds, S)
-        if n < S:
-            bounds = np.concatenate([bounds, [S]])  # padding is its own segment
-        bounds = np.unique(bounds)
-        seg = np.diff(bounds)
-        positions = np.arange(S, dtype=np.int64) - np.repeat(bounds[:-1], seg)
-        cu = np.full(self.cu_len, S, dtype=np.int32)
-        cu[:bounds.size] = bounds
-        return {"input_ids": buf[:S], "labels": labels, "position_ids": positions, "cu_seqlens": cu}
+        return {"input_ids": buf[:S], "labels": labels, "position_ids": pos, "cu_seqlens": cu}
 
     # --- iteration and state -------------------------------------------------------------------
     def positions(self, worker: int = 0, num_workers: int = 1) -> Iterator[int]:
@@ -361,16 +373,27 @@ def _torch_packed_dataset_class() -> Any:
     class TorchPackedDataset(IterableDataset):
         """`PackedDataset` as a torch `IterableDataset`: DataLoader worker w of K yields the
         rank's micro-batches m with m % K == w, so `DataLoader(ds, batch_size=micro_batch,
-        num_workers=K)` returns exactly the rank's order, no sample twice."""
+        num_workers=K)` returns exactly the rank's order, no sample twice. With
+        `stack_micro_batches=True` each worker yields stacked micro-batches (faster: one
+        transfer per batch); use `DataLoader(ds, batch_size=None, num_workers=K)` then."""
 
-        def __init__(self, dataset: PackedDataset):
+        def __init__(self, dataset: PackedDataset, stack_micro_batches: bool = False):
             self.dataset = dataset
+            self.stack = stack_micro_batches
 
         def __iter__(self) -> Iterator[dict[str, Any]]:
             info = get_worker_info()
             worker, n = (info.id, info.num_workers) if info is not None else (0, 1)
-            for s in self.dataset.iter_samples(worker, n):
-                yield {k: torch.from_numpy(v) for k, v in s.items()}
+            samples = self.dataset.iter_samples(worker, n)
+            if not self.stack:
+                for s in samples:
+                    yield {k: torch.from_numpy(v) for k, v in s.items()}
+                return
+            # whole micro-batches, stacked in the worker: use DataLoader(batch_size=None)
+            mb = self.dataset.micro_batch
+            while True:
+                group = [next(samples) for _ in range(mb)]
+                yield {k: torch.from_numpy(np.stack([g[k] for g in group])) for k in group[0]}
 
         def state_dict(self, samples_seen: int) -> dict[str, Any]:
             return self.dataset.state_dict(samples_seen)
