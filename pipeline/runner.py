@@ -175,6 +175,34 @@ def _clear_other_config(stage: Stage, out_dir: Path, config_hash: str) -> None:
             shutil.rmtree(out_dir / sub, ignore_errors=True)
 
 
+def _relocate_moved_inputs(stage: Stage, out_dir: Path, tasks: Sequence[ShardTask], config_hash: str) -> int:
+    """For a relocatable shard-map stage: a task whose own shard is not committed for its inputs,
+    but whose inputs were committed under another shard name (an input was added or removed
+    before it, so positions shifted), takes over that finished shard instead of redoing it.
+    Returns how many shards were renamed."""
+    if not stage.relocatable or stage.whole_dataset:
+        return 0
+    records = shard_io.committed_records(out_dir, config_hash)
+    if not records:
+        return 0
+    by_fingerprint: dict[str, str] = {}
+    for name, rec in records.items():
+        if shard_io.committed_shard(out_dir, name, config_hash, rec.get("fingerprint", "")) is not None:
+            by_fingerprint.setdefault(rec["fingerprint"], name)
+    moves: dict[str, str] = {}
+    for t in tasks:
+        own = records.get(t.name)
+        if own is not None and own.get("fingerprint") == t.fingerprint:
+            continue
+        src = by_fingerprint.get(t.fingerprint)
+        if src is not None and src != t.name:
+            moves[t.name] = src
+    shard_io.relocate_shards(out_dir, moves)
+    if moves:
+        log.info("%s: %d finished shard(s) renamed to their input's new position", stage.name, len(moves))
+    return len(moves)
+
+
 def absolute_input(path: str) -> str:
     """A local input path made absolute against the directory winnow was started in (Ray workers
     run elsewhere); URLs are left as they are."""
@@ -257,6 +285,7 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
     tasks = stage.plan_tasks(list(inputs))
     h = stage.config_hash()
     _clear_other_config(stage, out_dir, h)
+    moved = _relocate_moved_inputs(stage, out_dir, tasks, h)
     removed = shard_io.remove_stale_shards(out_dir, [t.name for t in tasks])
     if removed:
         log.info("%s: removed %d file(s) of shards no longer planned", stage.name, len(removed))
@@ -264,7 +293,7 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
     committed = {t.name: shard_io.committed_shard(out_dir, t.name, h, t.fingerprint) for t in tasks}
     todo = [t for t in tasks if committed[t.name] is None]
     manifest_path = out_dir / shard_io.MANIFEST
-    if (todo or removed) and manifest_path.exists():
+    if (todo or removed or moved) and manifest_path.exists():
         manifest_path.unlink()  # the directory is about to change: no manifest until it adds up again
     if todo and len(todo) < len(tasks):
         log.info("%s: resuming, %d of %d shards already committed", stage.name, len(tasks) - len(todo), len(tasks))

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -251,6 +252,83 @@ def remove_stale_shards(stage_dir: str | os.PathLike[str], names: Iterable[str])
     return removed
 
 
+def committed_records(stage_dir: str | os.PathLike[str], config_hash: str) -> dict[str, dict[str, Any]]:
+    """Every readable commit record under `_progress/` written under `config_hash`, by shard name."""
+    out: dict[str, dict[str, Any]] = {}
+    d = Path(stage_dir) / PROGRESS_DIR
+    if not d.is_dir():
+        return out
+    for p in sorted(d.glob("*.json")):
+        if p.name.startswith("."):
+            continue
+        try:
+            rec = read_json(p)
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("config_hash") == config_hash and rec.get("name") == p.stem:
+            out[p.stem] = rec
+    return out
+
+
+def _renamed(value: Any, src: str, dst: str) -> Any:
+    """`value` (a commit record or part of one) with every shard path of `src` renamed to `dst`."""
+    if isinstance(value, dict):
+        return {k: _renamed(v, src, dst) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, src, dst) for v in value]
+    if isinstance(value, str) and "/" in value:
+        head, _, tail = value.rpartition("/")
+        if head in SHARD_DIRS and tail.split(".", 1)[0] == src:
+            return f"{head}/{dst}{tail[len(src):]}"
+    return value
+
+
+RELOCATING_DIR = "_relocating"
+
+
+def relocate_shards(stage_dir: str | os.PathLike[str], moves: dict[str, str]) -> None:
+    """Give committed shards new names: `moves` maps a destination shard name to the committed
+    shard whose files (data/, rejected/, any extension) and commit record it takes. Used when
+    inputs were added or removed and the same input now sits at another position: its finished
+    output is renamed instead of recomputed. Sources are copied (hard links) to a staging
+    directory first, so swaps and one source for several destinations work; a destination's old
+    commit record is removed before its files are replaced and its new record is written last,
+    so a kill part-way leaves shards that are simply redone."""
+    stage_dir = Path(stage_dir)
+    staging = stage_dir / RELOCATING_DIR
+    shutil.rmtree(staging, ignore_errors=True)
+    if not moves:
+        return
+    staged: dict[str, list[tuple[Path, Path]]] = {}
+    records: dict[str, dict[str, Any]] = {}
+    for dst, src in moves.items():
+        records[dst] = _renamed(read_json(stage_dir / PROGRESS_DIR / f"{src}.json"), src, dst)
+        records[dst]["name"] = dst
+        files = []
+        for sub in (DATA_DIR, REJECTED_DIR):
+            for p in sorted((stage_dir / sub).glob(f"{src}.*")):
+                if p.name.split(".", 1)[0] != src:
+                    continue
+                tmp = staging / dst / sub / p.name
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(p, tmp)
+                except OSError:
+                    shutil.copy2(p, tmp)
+                files.append((tmp, stage_dir / sub / f"{dst}{p.name[len(src):]}"))
+        staged[dst] = files
+    for dst, files in staged.items():
+        (stage_dir / PROGRESS_DIR / f"{dst}.json").unlink(missing_ok=True)
+        for sub in (DATA_DIR, REJECTED_DIR):
+            for p in (stage_dir / sub).glob(f"{dst}.*"):
+                if p.name.split(".", 1)[0] == dst:
+                    p.unlink()
+        for tmp, final in files:
+            os.replace(tmp, final)
+        write_json_atomic(records[dst], stage_dir / PROGRESS_DIR / f"{dst}.json")
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def shard_paths(stage_dir: str | os.PathLike[str], name: str, data_format: str = "parquet") -> tuple[Path, Path, Path]:
     """(data, rejected, progress-record) paths of shard `name` inside a stage directory; the data
     file is `.parquet` or (`data_format="arrow"`) an Arrow IPC `.arrow` file."""
@@ -272,7 +350,11 @@ def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: s
         return None
     if record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
         return None
-    if not data.exists() or not rejected.exists():
+    # the files the record names (whatever the data format), else the default layout
+    named = [record[k]["path"] for k in ("data", "rejected_file")
+             if isinstance(record.get(k), dict) and isinstance(record[k].get("path"), str)]
+    files = [Path(stage_dir) / p for p in named] if len(named) == 2 else [data, rejected]
+    if not all(f.exists() for f in files):
         return None
     return record
 

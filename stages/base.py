@@ -172,6 +172,8 @@ class Stage(ABC):
     #: True when every output shard depends on all inputs (dedup, remix): `plan_tasks` then keys
     #: every task by a digest of all task fingerprints, so any input change redoes the stage.
     whole_dataset: ClassVar[bool] = False
+    #: See `ShardMapStage.relocatable`; never for whole-dataset stages.
+    relocatable: ClassVar[bool] = False
 
     def __init__(self, config: StageConfig | dict[str, Any] | None = None):
         if config is None:
@@ -257,6 +259,11 @@ class Runtime(ABC):
 
 class ShardMapStage(Stage):
     """A stage whose output shard i depends only on input shard i."""
+
+    #: The bytes of an output shard depend only on the config and the task's inputs (its
+    #: fingerprint), not on its position: when inputs are added or removed, the runner renames
+    #: a finished shard whose input moved instead of redoing it. Set False if that is not true.
+    relocatable: ClassVar[bool] = True
 
     def setup(self) -> None:
         """Load models and other per-worker state. Called once per Ray actor."""

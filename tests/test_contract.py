@@ -141,10 +141,18 @@ def test_ingest_add_remove_change_a_file(ray_local, shared_data: Path, tmp_path:
     shutil.copy(shared_data / "dolma/cc_en_head-0091.jsonl", f3)
     out = tmp_path / "out"
     run_stage(IngestStage(), [str(src / "*")], out, rt())
-    # remove the middle file: its shard goes and the last one moves up; nothing stale is left
+    # remove the middle file: its shard goes and the last one moves up (renamed, not redone);
+    # nothing stale is left
     f2.unlink()
     m = assert_same_as_clean(IngestStage(), [str(src / "*")], out, tmp_path / "clean-removed")
-    assert len(m["shards"]) == 2
+    assert len(m["shards"]) == 2 and stats(out)["shards_resumed"] == 2
+    # add a file that sorts first: every finished shard moves down one position, only it is new
+    shutil.copy(shared_data / "dolma/cc_en_head-0174.jsonl", src / "0.jsonl")
+    m = assert_same_as_clean(IngestStage(), [str(src / "*")], out, tmp_path / "clean-added")
+    assert len(m["shards"]) == 3 and stats(out)["shards_resumed"] == 2
+    (src / "0.jsonl").unlink()
+    m = assert_same_as_clean(IngestStage(), [str(src / "*")], out, tmp_path / "clean-removed-again")
+    assert stats(out)["shards_resumed"] == 2
     # change a file's bytes under the same name
     shutil.copy(shared_data / "resiliparse/warcfile.warc.gz", f1)
     m = assert_same_as_clean(IngestStage(), [str(src / "*")], out, tmp_path / "clean-changed")
@@ -515,3 +523,19 @@ def test_stale_shard_files_of_any_extension_are_removed(tmp_path: Path) -> None:
     removed = shard_io.remove_stale_shards(tmp_path, ["part-00000"])
     assert len(removed) == 6
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["part-00000.parquet"]
+
+
+def test_relocating_committed_shards_swaps_and_copies(tmp_path: Path) -> None:
+    """Renaming finished shards when inputs shift: a swap, and one source for two names."""
+    for name, ids in [("part-00000", ["a"]), ("part-00001", ["b", "c"])]:
+        shard_io.commit_shard(tmp_path, name, kept=pa.table({"id": ids}), rejected=shard_io.empty_rejected(),
+                              input_rows=len(ids), config_hash="h", fingerprint=f"fp-{ids[0]}")
+    (tmp_path / "data/part-00001.idx").write_bytes(b"sidecar of b")
+    shard_io.relocate_shards(tmp_path, {"part-00000": "part-00001", "part-00001": "part-00000", "part-00002": "part-00001"})
+    for name, ids, fp in [("part-00000", ["b", "c"], "fp-b"), ("part-00001", ["a"], "fp-a"), ("part-00002", ["b", "c"], "fp-b")]:
+        rec = shard_io.committed_shard(tmp_path, name, "h", fp)
+        assert rec is not None and rec["name"] == name and rec["data"]["path"] == f"data/{name}.parquet"
+        assert shard_io.read_shard(tmp_path / rec["data"]["path"]).column("id").to_pylist() == ids
+        assert shard_io.sha256_file(tmp_path / rec["data"]["path"]) == rec["data"]["sha256"]
+    assert (tmp_path / "data/part-00000.idx").read_bytes() == b"sidecar of b"
+    assert not (tmp_path / "data/part-00001.idx").exists() and not (tmp_path / "_relocating").exists()
