@@ -454,7 +454,11 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
         ids.append(charts.histograms(f"{stage.name}: words per kept document", {"n_words": hist["n_words"]},
                                      x_label="words (log)"))
         used_hist.add("n_words")
-    if "dup_cluster_size" in hist:
+    is_dedup = stage.kind == "dedup" or any(r.startswith("dedup:") for r in reasons)
+    if not is_dedup:
+        used_hist.add("dup_cluster_size")   # carried down from dedup: drawn in dedup's section
+        used_counts |= {"dup", "dump_clusters"}
+    if "dup_cluster_size" in hist and is_dedup:
         ids.append(charts.histograms(f"{stage.name}: duplicate cluster size (one per kept document)",
                                      {"cluster size": hist["dup_cluster_size"]}, x_label="documents in the cluster (log)"))
         used_hist.add("dup_cluster_size")
@@ -469,7 +473,12 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
         series = {"kept": counts["dump"]}
         if dump_rej:
             series["removed"] = {d: sum(v.values()) for d, v in dump_rej.items()}
-        ids.append(charts.grouped_bars(f"{stage.name}: documents per dump", series, y_label="documents"))
+        if len(series) == 1:
+            ids.append(charts.bars(f"{stage.name}: kept documents per dump",
+                                   {(k or "(none)"): v for k, v in sorted(counts["dump"].items())}, horizontal=False, top=60))
+        else:
+            ids.append(charts.grouped_bars(f"{stage.name}: documents kept and removed per dump", series,
+                                           y_label="documents"))
         used_counts |= {"dump", "dump_rejected"}
         if dump_rej and any(r.startswith("dedup:") for r in reasons):
             rows = cross_dump_curve(counts["dump"], dump_rej)
@@ -588,6 +597,11 @@ def build_dashboard(run_dir: str | Path, out: str | Path | None = None, *, sampl
         for n in st_notes:
             body.append(f'<p class="info">{_e(n)}</p>')
         body.append('<div class="charts">' + "".join(f'<div class="chart">{divs[i]}</div>' for i in chart_ids) + "</div>")
+        counters = (st.manifest or st.stats).get("counters") or {}
+        if counters:
+            body.append("<details class=\"counters\"><summary>counters</summary><table class=\"funnel\">"
+                        + "".join(f"<tr><td>{_e(k)}</td><td>{_e(f'{v:,}' if isinstance(v, (int, float)) else v)}</td></tr>"
+                                  for k, v in sorted(counters.items())) + "</table></details>")
         if smp:
             body.append(f"<details class=\"samples\"><summary>sample documents ({sum(len(v) for v in smp.values())})"
                         "</summary>")

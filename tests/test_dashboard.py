@@ -70,11 +70,12 @@ def build_run(shared_data: Path, out: Path, lm_dir: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def run_dir(ray_local, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run directory: ingest → dedup → filter (en perplexity model trained on WikiText-2)."""
-    from winnow.pipeline.lm import train
+    from winnow.pipeline.cli import main
 
     base = tmp_path_factory.mktemp("dashboard_run")
     lm = base / "lm_en"
-    train("en", [shared_data / "ref_text/wikitext2/valid.txt"], lm)
+    assert main(["lm", "train", "--lang", "en", "--text", str(shared_data / "ref_text/wikitext2/valid.txt"),
+                 "--out", str(lm)]) == 0
     out = base / "run"
     build_run(shared_data, out, lm)
     return out
