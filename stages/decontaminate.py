@@ -14,8 +14,8 @@ The index (``filters/ngram_index.py``) is built once on the driver when the stag
 travels to the Ray actors with the stage object (one object-store copy); documents are scanned in
 vectorised batches. Commit records count ``match:<benchmark>`` (documents matching it),
 ``item:<benchmark>:<item id>`` (documents matching that item) and ``windows:<benchmark>``;
-``decontaminate_report.json`` beside the output lists totals per benchmark and the most-leaked
-items. Benchmark files are read (and checked: missing field, empty file or benchmark, non-UTF-8)
+``decontaminate_report.json`` beside the output (written by the runner's ``check_output`` hook,
+once every shard is committed) lists totals per benchmark and the most-leaked items. Benchmark files are read (and checked: missing field, empty file or benchmark, non-UTF-8)
 when the config is validated, before any stage runs.
 """
 
@@ -37,7 +37,7 @@ from winnow.filters import benchmarks as bm
 from winnow.filters import ngram_index as ni
 from winnow.pipeline import shards as shard_io
 from winnow.pipeline.shards import rejected_table
-from winnow.stages.base import Runtime, ShardMapStage, ShardOutput, ShardTask, StageConfig
+from winnow.stages.base import PATH, Runtime, ShardMapStage, ShardOutput, ShardTask, StageConfig
 
 log = logging.getLogger("winnow")
 
@@ -62,7 +62,7 @@ class DecontaminateConfig(StageConfig):
     """The `decontaminate:` section of a pipeline config."""
 
     benchmarks: list[str | BenchmarkSpec] = Field(
-        default_factory=list,
+        default_factory=list, json_schema_extra=PATH,
         description="benchmark directories/files (built-in names: a directory named gsm8k, mmlu, ... or a directory "
                     "of them) or {name, paths, fields} entries")
     n: int = Field(13, ge=1, le=64, description="words per n-gram (GPT-3: 13)")
@@ -147,7 +147,6 @@ class BenchmarkIndex:
         return {"gram_hashes": s.gram_hashes, "short_item_anchors": s.anchors, "boilerplate_dropped": s.boilerplate_hashes,
                 "texts": s.texts, "texts_by_ngrams": s.ngram_texts, "texts_whole": s.whole_texts,
                 "texts_too_short": s.too_short, "bytes": self.index.nbytes, "lookup_lengths": list(self.index.lengths),
-                "build_seconds": round(self.build_seconds, 3),
                 "false_positive_rate_per_lookup": self.index.false_positive_rate(),
                 "items": dict(sorted(self.items_per_benchmark.items()))}
 
@@ -206,9 +205,11 @@ class DecontaminateStage(ShardMapStage):
 
     def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: Runtime) -> list[dict[str, Any]]:
         self.build_index()  # on the driver, once; actors get it with the stage
-        records = runtime.map_shards(self, tasks, out_dir) if tasks else []
-        self.write_report(out_dir)
-        return records
+        return runtime.map_shards(self, tasks, out_dir) if tasks else []
+
+    def check_output(self, manifest: dict[str, Any], records: Sequence[dict[str, Any]], out_dir: Path) -> None:
+        """Write decontaminate_report.json once every shard is committed (the runner's hook)."""
+        self.write_report(out_dir, records)
 
     def process_shard(self, task: ShardTask) -> ShardOutput:
         return self.decontaminate_table(shard_io.read_shard(task.inputs[0]))
@@ -274,21 +275,19 @@ class DecontaminateStage(ShardMapStage):
                            input_rows=n_rows, counters=dict(sorted(counters.items())))
 
     # --- report ---------------------------------------------------------------------------------------
-    def write_report(self, out_dir: Path) -> dict[str, Any]:
-        """decontaminate_report.json from every shard committed under this config: documents and
-        items matched per benchmark, and the most-leaked items."""
-        h = self.config_hash()
+    def write_report(self, out_dir: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """decontaminate_report.json from the shards' commit records: documents and items matched
+        per benchmark, the most-leaked items, and the index. Deterministic (no timings), so a
+        rerun that changes nothing rewrites nothing."""
         totals: dict[str, int] = {}
-        for p in sorted((Path(out_dir) / shard_io.PROGRESS_DIR).glob("*.json")):
-            rec = shard_io.read_json(p)
-            if rec.get("config_hash") != h:
-                continue
+        for rec in records:
             for k, v in rec.get("counters", {}).items():
                 totals[k] = totals.get(k, 0) + v
-        idx = self.build_index()
+        benchmarks = load_benchmarks(self.config.benchmarks)
         per_bench: dict[str, dict[str, int]] = {
-            b: {"items": n, "docs_matched": totals.get(f"match:{b}", 0), "windows": totals.get(f"windows:{b}", 0),
-                "items_matched": 0} for b, n in sorted(idx.items_per_benchmark.items())}
+            b.name: {"items": len(b.items), "docs_matched": totals.get(f"match:{b.name}", 0),
+                     "windows": totals.get(f"windows:{b.name}", 0), "items_matched": 0}
+            for b in sorted(benchmarks, key=lambda b: b.name)}
         leaked = []
         for k, v in totals.items():
             if k.startswith("item:"):
@@ -296,10 +295,15 @@ class DecontaminateStage(ShardMapStage):
                 per_bench[bench]["items_matched"] += 1
                 leaked.append({"benchmark": bench, "item": item, "docs": v})
         leaked.sort(key=lambda r: (-r["docs"], r["benchmark"], r["item"]))
-        report = {"action": self.config.action, "n": self.config.n, "n_cjk": self.config.n_cjk,
-                  "docs_matched": totals.get("docs_matched", 0), "benchmarks": per_bench,
-                  "top_items": leaked[: self.config.report_top], "index": idx.summary()}
-        shard_io.write_json_atomic(report, Path(out_dir) / REPORT)
+        path = Path(out_dir) / REPORT
+        old = shard_io.read_json(path) if path.exists() else {}
+        h = self.config_hash()
+        index = self._index.summary() if self._index is not None else (old.get("index") if old.get("config_hash") == h else None)
+        report = {"config_hash": h, "action": self.config.action, "n": self.config.n, "n_cjk": self.config.n_cjk,
+                  "input": sum(r["input"] for r in records), "docs_matched": totals.get("docs_matched", 0),
+                  "benchmarks": per_bench, "top_items": leaked[: self.config.report_top], "index": index}
+        if report != old:
+            shard_io.write_json_atomic(report, path)
         return report
 
 

@@ -234,7 +234,12 @@ def test_stage_on_ray_manifest_report_and_cli(ray_local, stage_and_items, shared
     report = json.loads((tmp_path / "out" / REPORT).read_text())
     assert report["benchmarks"]["gsm8k"]["docs_matched"] == 1 and report["benchmarks"]["gsm8k"]["items"] == 1319
     assert {r["benchmark"] for r in report["top_items"]} == {"gsm8k", "arc", "cmmlu"}
-    assert report["index"]["gram_hashes"] > 100_000
+    assert report["index"]["gram_hashes"] > 100_000 and report["input"] == table.num_rows
+    assert {r["item"] for r in report["top_items"]} == {items["gsm8k"][5].id, items["arc"][7].id, items["cmmlu"][200].id}
+    # A rerun with nothing to do changes no byte, the report included.
+    before = (tmp_path / "out" / REPORT).read_bytes()
+    run_stage(stage, [str(inp)], tmp_path / "out", RayRuntime(workers=2, show_progress=False))
+    assert (tmp_path / "out" / REPORT).read_bytes() == before
     # The CLI: same stage, same result; a bad benchmark path is a clear error (exit 2).
     code = main(["decontaminate", "--in", str(inp), "--out", str(tmp_path / "cli"), "--benchmarks",
                  *[str(shared_data / "benchmarks" / b) for b in ("gsm8k", "arc", "cmmlu")]])
