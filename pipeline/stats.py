@@ -32,7 +32,6 @@ remix, tokenizer) adds its own entries under the same keys with `Histogram` and 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 

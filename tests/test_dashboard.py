@@ -160,8 +160,12 @@ def test_stats_json_is_written_as_the_stages_run(run_dir: Path) -> None:
     kept = shard_io.read_json(run_dir / "filter/manifest.json")["kept"]
     assert sum(filt["counts"]["lang"].values()) == kept
     assert sum(Histogram.from_json(h).n for h in filt["hist"]["ppl_by_lang"].values()) == filt["counts"]["lang"]["en"]
-    assert sum(Histogram.from_json(h).n for h in filt["hist"]["rejected_text_chars_by_reason"].values()) == \
-        shard_io.read_json(run_dir / "filter/manifest.json")["rejected"] - filt["hist"]["rejected_text_chars_by_reason"].get("filter:empty", {}).get("missing", 0)
+    import pyarrow.parquet as pq
+
+    rejected = pq.read_table(run_dir / "filter/rejected", columns=["reason", "text"]).to_pylist()
+    by_reason = {r: Histogram.from_json(h).n for r, h in filt["hist"]["rejected_text_chars_by_reason"].items()}
+    assert by_reason == {r: sum(1 for x in rejected if x["reason"] == r and x["text"] is not None)
+                         for r in {x["reason"] for x in rejected if x["text"] is not None}}
     dedup = shard_io.read_json(run_dir / "dedup/stats.json")
     sizes = Histogram.from_json(dedup["hist"]["dup_cluster_size"])
     assert sizes.n == shard_io.read_json(run_dir / "dedup/manifest.json")["kept"]
