@@ -516,6 +516,14 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
         v = counts[key]
         if isinstance(v, Mapping) and v and all(isinstance(x, (int, float)) for x in v.values()):
             ids.append(charts.bars(f"{stage.name}: {key}", v))
+    # Manifest counters named "group:key" (pack's tokens_lang:en, …): one bar chart per group.
+    groups: dict[str, dict[str, float]] = {}
+    for name, value in ((stage.manifest or stage.stats).get("counters") or {}).items():
+        group, sep, sub = str(name).partition(":")
+        if sep and isinstance(value, (int, float)):
+            groups.setdefault(group, {})[sub] = value
+    for group, values in sorted(groups.items()):
+        ids.append(charts.bars(f"{stage.name}: {group} (counters)", values, x_label=group))
     if "crawl_month" in counts and len(counts["crawl_month"]) > 1:
         ids.append(charts.bars(f"{stage.name}: crawl month", dict(sorted(counts["crawl_month"].items())),
                                horizontal=False, top=60))

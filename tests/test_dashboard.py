@@ -252,6 +252,7 @@ def test_missing_unfinished_empty_and_unknown_stages(run_dir: Path, browser, tmp
     odd.mkdir()
     evil_reason = "mystage:</script><script>window.__pwned=4</script>"
     shard_io.write_json_atomic({"stage": "mystage", "input": 10, "kept": 7, "rejected": 3, "reasons": {evil_reason: 3},
+                                "counters": {"tokens_lang:en": 500, "tokens_lang:zh": 200, "windows": 3},
                                 "shards": [], "inputs": [str(tmp_path / "gone")]}, odd / "manifest.json")
     shard_io.write_json_atomic({"stage": "mystage", "input": 10, "kept": 7, "rejected": 3, "reasons": {evil_reason: 3},
                                 "stats_shards": 0,
@@ -277,7 +278,8 @@ def test_missing_unfinished_empty_and_unknown_stages(run_dir: Path, browser, tmp
         for key, v in ink.items():
             assert v["charts"] >= 1 and v["inked"] >= v["charts"], (key, v)
         assert "no documents in this stage" in html_text
-        assert page.locator("#stage-mystage .chart").count() >= 3   # reasons, fill histogram, bucket counter
+        # reasons, the fill histogram, the bucket counter, the tokens_lang counters
+        assert page.locator("#stage-mystage .chart").count() == 4
     finally:
         page.close()
     assert main(["stats", str(run)]) == 0
