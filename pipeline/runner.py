@@ -157,6 +157,35 @@ class RayRuntime(Runtime):
         return [records[t.name] for t in tasks]
 
 
+class _LazyRayRuntime(Runtime):
+    """A `RayRuntime` started on first use: a finished stage whose inputs did not change never
+    needs Ray, so a rerun of it does not pay for starting one."""
+
+    def __init__(self) -> None:
+        self._rt: RayRuntime | None = None
+
+    def _get(self) -> RayRuntime:
+        if self._rt is None:
+            self._rt = RayRuntime()
+        return self._rt
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        return self._get().workers
+
+    def map_shards(self, stage: ShardMapStage, tasks: Sequence[ShardTask], out_dir: Path) -> list[dict[str, Any]]:
+        return self._get().map_shards(stage, tasks, out_dir) if tasks else []
+
+    def map_tasks(self, fn: Callable[..., Any], arg_list: Sequence[tuple], desc: str, **kw: Any) -> list[Any]:
+        return self._get().map_tasks(fn, arg_list, desc, **kw) if arg_list else []
+
+    def put(self, obj: Any) -> Any:
+        return self._get().put(obj)
+
+    def progress(self, total: int, desc: str, unit: str = "shard") -> Any:
+        return self._get().progress(total, desc, unit)
+
+
 def _clear_other_config(stage: Stage, out_dir: Path, config_hash: str) -> None:
     """Clear the directory if it holds shards committed under another config: they can never be
     reused, and the stage's work files (`_work`) are of that config too."""
@@ -297,14 +326,15 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
         manifest_path.unlink()  # the directory is about to change: no manifest until it adds up again
     if todo and len(todo) < len(tasks):
         log.info("%s: resuming, %d of %d shards already committed", stage.name, len(tasks) - len(todo), len(tasks))
+    runtime = runtime or _LazyRayRuntime()
     if isinstance(stage, ShardMapStage):
-        new_records = stage.execute(todo, out_dir, runtime or RayRuntime()) if todo else []
+        new_records = stage.execute(todo, out_dir, runtime) if todo else []
         by_name = {r["name"]: r for r in new_records}
         records = [committed[t.name] or by_name[t.name] for t in tasks]
     else:
         # Whole-dataset stages (dedup) see every task: their phases need all shards, and they
         # skip committing shards that are already committed themselves.
-        records = stage.execute(tasks, out_dir, runtime or RayRuntime())
+        records = stage.execute(tasks, out_dir, runtime)
     manifest = build_manifest(stage, inputs, records, tasks)
     check_counts_chain(stage, inputs, manifest)
     stage.check_output(manifest, records, out_dir)

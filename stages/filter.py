@@ -36,7 +36,7 @@ from winnow.filters.perplexity import META_FILE, Cutoffs, PerplexityModel, train
 from winnow.filters.quality import QualityFilter
 from winnow.pipeline.shards import rejected_table
 from winnow.pipeline import shards as shard_io
-from winnow.stages.base import PATH, ShardMapStage, ShardOutput, ShardTask, StageCheckFailed, StageConfig
+from winnow.stages.base import EXECUTION, PATH, ShardMapStage, ShardOutput, ShardTask, StageCheckFailed, StageConfig
 
 Bucket = Literal["head", "middle", "tail", "all"]
 
@@ -97,7 +97,7 @@ class FilterConfig(StageConfig):
     """The `filter:` section of a pipeline config."""
 
     max_chars: int = Field(1_000_000, gt=0, description="longer documents are rejected as too_long")
-    max_error_share: float = Field(0.01, ge=0, le=1,
+    max_error_share: float = Field(0.01, ge=0, le=1, json_schema_extra=EXECUTION,
                                    description="share of documents a filter may raise on before the stage fails")
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)

@@ -188,7 +188,7 @@ class IngestStage(ShardMapStage):
         for f in files:
             file_kind(f)  # fail fast, before any worker starts, on a file we cannot read
         if any(is_url(f) for f in files) and len(files) > 1:
-            with ThreadPoolExecutor(max_workers=16) as pool:  # one HEAD request per remote file
+            with ThreadPoolExecutor(max_workers=min(64, len(files))) as pool:  # one HEAD request per remote file
                 fingerprints = list(pool.map(lambda f: file_fingerprint([f]), files))
         else:
             fingerprints = [file_fingerprint([f]) for f in files]

@@ -214,8 +214,8 @@ def test_dedup_add_remove_change_inputs(ray_local, shared_data: Path, tmp_path: 
     ingest()
     m = assert_same_as_clean(DedupStage(cfg), [str(ing)], dd, tmp_path / "clean-changed")
     assert m["reasons"]["dedup:exact_dup"] >= 40
-    # unchanged: every shard reused
-    assert run_stage(DedupStage(cfg), [str(ing)], dd, rt()) == m and stats(dd)["shards_resumed"] == len(m["shards"])
+    # unchanged: every shard reused (no runtime given: none is started for a finished stage)
+    assert run_stage(DedupStage(cfg), [str(ing)], dd) == m and stats(dd)["shards_resumed"] == len(m["shards"])
 
 
 @pytest.mark.slow
@@ -539,3 +539,27 @@ def test_relocating_committed_shards_swaps_and_copies(tmp_path: Path) -> None:
         assert shard_io.sha256_file(tmp_path / rec["data"]["path"]) == rec["data"]["sha256"]
     assert (tmp_path / "data/part-00000.idx").read_bytes() == b"sidecar of b"
     assert not (tmp_path / "data/part-00001.idx").exists() and not (tmp_path / "_relocating").exists()
+
+
+def test_finished_stages_rerun_without_starting_ray(ray_local, shared_data: Path, tmp_path: Path) -> None:
+    """A rerun of finished stages with unchanged inputs plans, finds everything committed and
+    returns the same manifests without starting Ray (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    inputs = [str(shared_data / "dolma/cc_en_head-0091.jsonl"), str(shared_data / "dolma/cc_en_head-0174.jsonl")]
+    mi = run_stage(IngestStage(), inputs, tmp_path / "ingest", rt())
+    md = run_stage(DedupStage({"partitions": 1}), [str(tmp_path / "ingest")], tmp_path / "dedup", rt())
+    script = f"""
+import json, ray
+from winnow.pipeline.runner import run_stage
+from winnow.stages.dedup import DedupStage
+from winnow.stages.ingest import IngestStage
+mi = run_stage(IngestStage(), {inputs!r}, {str(tmp_path / "ingest")!r})
+md = run_stage(DedupStage({{"partitions": 1}}), [{str(tmp_path / "ingest")!r}], {str(tmp_path / "dedup")!r})
+print(json.dumps({{"ray": ray.is_initialized(), "ingest": mi, "dedup": md}}))
+"""
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=True)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got == {"ray": False, "ingest": mi, "dedup": md}

@@ -166,11 +166,9 @@ class DedupStage(Stage):
         if not cfg.keep_work:
             import shutil
 
-            shutil.rmtree(plan.work, ignore_errors=True)
-            try:
-                Path(plan.work).parent.rmdir()  # _work itself, once empty
-            except OSError:
-                pass
+            # _work as a whole: also the work of an earlier, killed run under other execution
+            # settings (partitions), which this run did not resume (one writer per directory)
+            shutil.rmtree(Path(plan.work).parent, ignore_errors=True)
         log.info("dedup phases: %s", ", ".join(f"{k} {v['wall_s']:.1f}s/{v['max_rss_mb']:.0f}MB" for k, v in stats.items()))
         return [records[t.name] for t in tasks]
 
