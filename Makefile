@@ -36,12 +36,23 @@ models: install lmplz
 
 demo: install lmplz $(if $(wildcard $(SHARED_DATA)),models)
 	$(BIN)/winnow run $(DEMO_CONFIG)
+	$(BIN)/winnow dashboard out/demo --out out/demo/report.html
 
-test: install lmplz
-	$(BIN)/python -m pytest -q tests
+# Headless Chromium for tests/test_dashboard.py: Debian's package, driven by Playwright for Python
+# through executable_path (no browser download).
+/usr/bin/chromium:
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
+test: install lmplz /usr/bin/chromium
+	$(BIN)/python -m pytest -q -ra tests  # -ra: every skip and its reason; CI=true fails unstated skips (tests/conftest.py)
+
+# Every bench/*.py in turn (output kept in out/bench/NAME.log), then one table of their RESULT lines.
 bench: install lmplz
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@set -o pipefail; mkdir -p out/bench; rm -f out/bench/results.txt; \
+	for b in bench/*.py; do n=$$(basename $$b .py); echo "== $$b"; $(BIN)/python $$b | tee out/bench/$$n.log || exit 1; \
+	  grep '^RESULT ' out/bench/$$n.log | tail -1 | sed "s/^RESULT/$$n/" >> out/bench/results.txt; done; \
+	echo; echo "== RESULT of every benchmark (out/bench/results.txt)"; printf '%-10s %-28s %s\n' bench name value; \
+	awk '{for (i = 2; i <= NF; i++) {split($$i, kv, "="); printf "%-10s %-28s %s\n", $$1, kv[1], kv[2]}}' out/bench/results.txt
 
 clean:
 	rm -rf out build *.egg-info

@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from winnow.pipeline.runner import RayRuntime, run_stage
 
     cfg = load_config(args.config, overrides={"output": args.out})
-    out_root = Path(cfg.output)
+    out_root = Path(cfg.output).absolute()  # where winnow was started, before any worker sees it
     runtime = RayRuntime(workers=args.workers or cfg.ray.workers, address=args.address or cfg.ray.address)
     previous: list[str] | None = None
     artifacts: dict[str, str] = {}  # stage name -> output dir of stages that make a model, not documents
@@ -133,13 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     from winnow.pipeline.lm import add_lm_commands
 
     add_lm_commands(sub)
+
+    # `winnow dashboard RUNDIR --out report.html [--serve PORT]` and `winnow stats RUNDIR`
+    from winnow.pipeline.dashboard import add_commands as add_dashboard_commands
+
+    add_dashboard_commands(sub)
     return parser
 
 
 #: Commands nested under a stage name (`winnow remix train-classifier …`) that are not the stage
 #: itself: (stage, verb) -> "module:function", the function taking the remaining argv and
 #: returning an exit code. Checked before the main parser, so the stage keeps its plain flags.
-SUBCOMMANDS: dict[tuple[str, str], str] = {}
+SUBCOMMANDS: dict[tuple[str, str], str] = {
+    ("tokenizer", "train"): "winnow.stages.tokenizer_train:train_main",
+    ("tokenizer", "eval"): "winnow.tokenizer.evaluate:main",
+    ("remix", "train-classifier"): "winnow.stages.remix.cli:train_classifier_main",
+}
 
 
 def _dispatch_subcommand(argv: Sequence[str]) -> int | None:
@@ -166,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from winnow.filters.errors import ModelError
     from winnow.pipeline.config import ConfigError
     from winnow.pipeline.shards import AccountingError, NotAStageOutput
+    from winnow.stages.base import StageCheckFailed
     from winnow.stages.ingest_sources import InputNotFound
 
     try:
@@ -173,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputNotFound, NotAStageOutput, ModelError, FileNotFoundError, ValueError) as exc:
         print(f"winnow: error: {exc}", file=sys.stderr)
         return 2
+    except StageCheckFailed as exc:
+        print(f"winnow: error: {exc}", file=sys.stderr)
+        return 1
     except AccountingError as exc:
         print(f"winnow: accounting error (a document was lost or invented): {exc}", file=sys.stderr)
         return 3

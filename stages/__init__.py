@@ -8,8 +8,12 @@ from winnow.stages.base import Stage, ShardMapStage, ShardTask, ShardOutput  # n
 
 def registry() -> dict[str, type[Stage]]:
     """Stage name -> class, in pipeline order. Imported lazily so `import stages` stays cheap."""
+    from winnow.stages.decontaminate import DecontaminateStage
     from winnow.stages.dedup import DedupStage
     from winnow.stages.filter import FilterStage
     from winnow.stages.ingest import IngestStage
+    from winnow.stages.pack import PackStage
+    from winnow.stages.remix import RemixStage
+    from winnow.stages.tokenizer_train import TokenizerStage
 
-    return {cls.name: cls for cls in (IngestStage, FilterStage, DedupStage)}
+    return {cls.name: cls for cls in (IngestStage, FilterStage, DedupStage, DecontaminateStage, RemixStage, TokenizerStage, PackStage)}
