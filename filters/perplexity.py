@@ -14,6 +14,12 @@ log10 score of every line (with ``<s>`` and ``</s>``) over the number of pieces 
 
 rounded to one decimal, as CCNet stores it. Lines empty after normalisation are skipped.
 
+Normalisation, word split and segmentation run as one compiled pass over the document
+(:mod:`filters.lm_kernel`, numba), so KenLM is the only per-line Python call; the plain-Python
+path (:func:`normalize_line` + :class:`PieceCutter`) gives the same pieces and is kept for the
+documents the kernel hands back (Greek capital sigma, reordered combining marks, lone
+surrogates) and as the reference the tests compare against (``compiled=False``).
+
 Buckets (CCNet ``PerplexityBucket``): with a language's cutoffs p30 and p60 taken over a sample of
 that language's documents, ``head`` is ppl < p30, ``middle`` < p60, ``tail`` the rest, ``all`` when
 the language has no cutoffs. Cutoff files use CCNet's ``cutoff.csv`` layout: one row per percentile
@@ -55,7 +61,8 @@ def perplexity(log10_sum: float, length: int) -> float:
 class PerplexityModel:
     """A trained tokeniser + KenLM model for one language. Load once per worker."""
 
-    def __init__(self, model_dir: str | os.PathLike[str], lang: str | None = None, *, verify: bool = True):
+    def __init__(self, model_dir: str | os.PathLike[str], lang: str | None = None, *, verify: bool = True,
+                 compiled: bool = True, cache: bool = True):
         self.model_dir = Path(model_dir)
         hint_lang = lang or "LANG"
         if not self.model_dir.is_dir():
@@ -86,6 +93,11 @@ class PerplexityModel:
                              f"{train_hint(self.lang, self.model_dir)}")
         self.tokenizer = self._load_tokenizer(self.model_dir / TOKENIZER_FILE)
         self.cutter = PieceCutter(self.tokenizer)
+        self.pieces = None
+        if compiled:
+            from winnow.filters.lm_kernel import DocumentPieces
+
+            self.pieces = DocumentPieces(self.tokenizer, cache=cache)
         self.lm = self._load_kenlm(self.model_dir / LM_FILE)
 
     @staticmethod
@@ -113,6 +125,11 @@ class PerplexityModel:
 
     def score(self, text: str) -> tuple[float, int]:
         """(sum of line log10 probabilities, pieces + 1 per line) of a document."""
+        if self.pieces is not None:
+            done = self.pieces(text)
+            if done is not None:
+                lines, counts = done
+                return sum(map(self.lm.score, lines), 0.0), int(counts.sum()) + len(lines)
         total, length = 0.0, 0
         score, cut = self.lm.score, self.cutter.line
         for line in text.split("\n"):

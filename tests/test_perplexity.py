@@ -17,7 +17,7 @@ from winnow.filters.perplexity import (ALL, HEAD, LM_FILE, MIDDLE, TAIL, TOKENIZ
                                 perplexity, read_percentile_csv, write_percentile_csv)
 from winnow.filters.reftext import detokenize_wikitext_line, documents, looks_like_wikitext
 from winnow.filters.text_normalize import normalize_line, normalize_line_reference, normalize_lines
-from winnow.pipeline.lm import train
+from winnow.filters.lm_train import train_lm
 
 
 def trained_models(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
@@ -32,8 +32,8 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) 
         zh_train.write_text("\n".join(l for i, l in enumerate(zh_lines) if i % 10 != 9) + "\n", encoding="utf-8")
         (base / "zh_heldout.txt").write_text("\n".join(l for i, l in enumerate(zh_lines) if i % 10 == 9) + "\n",
                                              encoding="utf-8")
-    train("en", [ref / "wikitext2" / "valid.txt"], base / "en")
-    train("zh", [zh_train], base / "zh")
+    train_lm("en", [ref / "wikitext2" / "valid.txt"], base / "en")
+    train_lm("zh", [zh_train], base / "zh")
     return {"en": base / "en", "zh": base / "zh", "zh_heldout": base / "zh_heldout.txt"}
 
 
@@ -138,7 +138,7 @@ def test_perplexity_ranks_wikipedia_web_and_spam(models: dict[str, Path], shared
 
 
 def test_training_is_reproducible(models: dict[str, Path], shared_data: Path, tmp_path: Path) -> None:
-    meta = train("en", [shared_data / "ref_text" / "wikitext2" / "valid.txt"], tmp_path / "again")
+    meta = train_lm("en", [shared_data / "ref_text" / "wikitext2" / "valid.txt"], tmp_path / "again")
     first = json.loads((models["en"] / "meta.json").read_text())
     assert meta["sha256"] == first["sha256"]
     assert meta["train"]["files"][0]["documents"] == 60
