@@ -18,6 +18,8 @@ position_ids, cu_seqlens) of a seq_len 4096 pack from the page cache; and throug
 micro-batches of 8 stacked in the workers.
 
 Usage: .venv/bin/python bench/pack.py [--docs 1200] [--repeats 3] [--reader-seconds 5]
+       .venv/bin/python bench/pack.py --packing-report 200        # concat vs bestfit on the corpus
+       .venv/bin/python bench/pack.py --train-steps 50 --seq-len 2048   # GPU: data-wait share of a GPT loop
 """
 
 from __future__ import annotations
@@ -73,11 +75,7 @@ def run_winnow(shard: Path, tok: Path, out: Path, seq_len: int) -> int:
     stage = PackStage({"tokenizer": str(tok), "seq_len": seq_len, "packing": "bestfit"})
     stage.setup()
     rec = stage.run_and_commit(ShardTask(0, "part-00000", (str(shard),), "bench"), out)
-    # the pack manifest, as `execute` writes it after the last shard
-    from winnow.pipeline.shards import write_json_atomic
-    from winnow.stages.pack import PACK_MANIFEST, pack_manifest
-
-    write_json_atomic(pack_manifest(stage.config, stage.info(), [rec]), out / PACK_MANIFEST)
+    stage.check_output({}, [rec], out)  # the pack manifest, as after the last shard
     return rec["counters"]["tokens"]
 
 
@@ -101,10 +99,13 @@ def run_encode(texts: list[str], tok: Path) -> int:
     return sum(len(e.ids) for e in t.encode_batch(texts, add_special_tokens=False))
 
 
-def timed(fn, *args) -> tuple[float, int]:
-    t0 = time.perf_counter()
+def timed(fn, *args) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds of this process (all its threads: the tokenizer's Rayon pool
+    included) and the function's token count. CPU time is what the ratios use: on a shared,
+    loaded machine wall time mostly measures the neighbours."""
+    t0, c0 = time.perf_counter(), time.process_time()
     n = fn(*args)
-    return time.perf_counter() - t0, n
+    return time.perf_counter() - t0, time.process_time() - c0, n
 
 
 def reader_rate(pack_dir: Path, seq_len: int, seconds: float) -> float:
@@ -140,13 +141,135 @@ def loader_rate(pack_dir: Path, seq_len: int, seconds: float, workers: int) -> f
     return rate
 
 
+def packing_report(per_file: int, seq_lens: list[int]) -> None:
+    """Concat vs best-fit on real token counts: documents from every corpus file (the first
+    `per_file` of each), tokenised with BOS+EOS; packing depends only on these lengths."""
+    from tokenizers import Tokenizer
+
+    from winnow.tokenizer.packing import pack, packing_stats
+
+    tok = Tokenizer.from_file(str(SHARED / "anchors" / "deepseek_llm_tokenizer.json"))
+    lengths = []
+    for f in sorted((SHARED / "corpus").glob("*.jsonl.gz")):
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            texts = [json.loads(line)["text"] for _, line in zip(range(per_file), fh)]
+        lengths.extend(len(e.ids) + 2 for e in tok.encode_batch(texts, add_special_tokens=False))
+    lengths = np.asarray(lengths)
+    print(f"corpus sample: {lengths.size} documents, {lengths.sum():,} tokens, median {int(np.median(lengths))} tokens/doc")
+    for seq_len in seq_lens:
+        for packing in ("concat", "bestfit"):
+            st = packing_stats(pack(lengths, seq_len, packing), lengths)
+            print(f"  seq_len {seq_len:5d} {packing:8s} windows {st['windows']:6d}  split docs {st['split_share']:.3f}  "
+                  f"padding {st['padding_share']:.4f}  tokens kept {st['tokens_kept_share']:.3f}")
+
+
+def train_loop(steps: int, seq_len: int, docs: int, micro_batch: int, workers: int) -> None:
+    """A small GPT trained from a winnow pack through `TorchPackedDataset` + DataLoader; prints
+    the share of step time spent waiting for data. On CUDA: a ~350M-parameter model (24 layers,
+    d=1024, tied 100k embedding) in bf16; on CPU a tiny one, to check the loop runs."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from winnow.tokenizer.reader import PackedDataset, TorchPackedDataset
+
+    cuda = torch.cuda.is_available()
+    dev = torch.device("cuda" if cuda else "cpu")
+    d, layers, heads = (1024, 24, 16) if cuda else (64, 2, 2)
+    tmp = Path(tempfile.mkdtemp(prefix="winnow-train-"))
+    try:
+        tok = tokenizer_dir(tmp)
+        rows = load_docs(docs)
+        shard = tmp / "docs.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), shard)
+        run_winnow(shard, tok, tmp / "pack", seq_len)
+        vocab = json.loads((tmp / "pack" / "pack_manifest.json").read_text())["vocab_size"]
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+                self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+                self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+            def forward(self, x):
+                b, t, _ = x.shape
+                q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
+                x = x + self.proj(a)
+                return x + self.mlp(self.ln2(x))
+
+        class GPT(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb, self.pos = nn.Embedding(vocab, d), nn.Embedding(seq_len, d)
+                self.blocks = nn.ModuleList(Block() for _ in range(layers))
+                self.ln = nn.LayerNorm(d)
+
+            def forward(self, ids, pos):
+                x = self.emb(ids) + self.pos(pos)
+                for blk in self.blocks:
+                    x = blk(x)
+                return self.ln(x) @ self.emb.weight.T
+
+        model = GPT().to(dev)
+        params = sum(p.numel() for p in model.parameters())
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=cuda)
+        ds = TorchPackedDataset(PackedDataset(tmp / "pack", seq_len, seed=0, micro_batch=micro_batch),
+                                stack_micro_batches=True)
+        loader = DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=cuda,
+                            **({"prefetch_factor": 4} if workers else {}))
+        it = iter(loader)
+        wait = total = 0.0
+        tokens = 0
+        for step in range(steps + 3):
+            t0 = time.perf_counter()
+            batch = next(it)
+            t1 = time.perf_counter()
+            ids = batch["input_ids"].to(dev, non_blocking=True)
+            labels = batch["labels"].to(dev, non_blocking=True)
+            pos = batch["position_ids"].to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = model(ids, pos)
+                loss = F.cross_entropy(logits.float().view(-1, vocab), labels.view(-1), ignore_index=-100)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            if step >= 3:  # warm-up steps (compilation, allocator) are not counted
+                wait += t1 - t0
+                total += t2 - t0
+                tokens += ids.numel()
+        print(f"train loop on {dev.type}: {params / 1e6:.0f} M parameters, {steps} steps of {micro_batch} x {seq_len}, "
+              f"{tokens / total / 1e3:.1f} k tokens/s, loss {loss.item():.3f}")
+        print(f"RESULT data_wait_share={wait / total:.4f} train_ktok_s={tokens / total / 1e3:.1f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=1200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--reader-seconds", type=float, default=5.0)
+    ap.add_argument("--packing-report", type=int, default=0, metavar="N",
+                    help="only report concat vs bestfit on the first N documents of every corpus file")
+    ap.add_argument("--train-steps", type=int, default=0, metavar="N",
+                    help="only run a small GPT training loop fed by the reader for N steps and report the "
+                         "share of step time spent waiting for data (CUDA when present)")
+    ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the training loop")
     args = ap.parse_args(argv)
+    if args.train_steps:
+        train_loop(args.train_steps, args.seq_len, args.docs, args.micro_batch, args.workers)
+        return 0
+    if args.packing_report:
+        packing_report(args.packing_report, [2048, 4096])
+        return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="winnow-bench-pack-"))
     try:
@@ -158,22 +281,27 @@ def main(argv: list[str] | None = None) -> int:
         chars = sum(len(t) for t in texts)
         print(f"{len(rows)} documents, {chars / 1e6:.2f} M characters, tokenizer DeepSeek LLM anchor", file=sys.stderr)
         times: dict[str, list[float]] = {"winnow": [], "datatrove": [], "encode": []}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
         tokens: dict[str, int] = {}
         for r in range(args.repeats):
             for name, fn, fargs in (("winnow", run_winnow, (shard, tok, tmp / "winnow", args.seq_len)),
                                     ("datatrove", run_datatrove, (shard, tok, tmp / "datatrove")),
                                     ("encode", run_encode, (texts, tok))):
-                sec, n = timed(fn, *fargs)
+                sec, csec, n = timed(fn, *fargs)
                 times[name].append(sec)
+                cpu[name].append(csec)
                 tokens[name] = n
-                print(f"  run {r + 1} {name:9s} {sec:7.2f} s  {n / sec / 1e3:8.1f} k tokens/s", file=sys.stderr)
+                print(f"  run {r + 1} {name:9s} wall {sec:7.2f} s  cpu {csec:7.2f} s", file=sys.stderr)
         med = {k: statistics.median(v) for k, v in times.items()}
-        print("\nmedian seconds (tokens):")
+        cmed = {k: statistics.median(v) for k, v in cpu.items()}
+        print("\nmedians (same documents; winnow adds BOS+EOS, datatrove EOS, encode neither):")
         for k in med:
-            print(f"  {k:9s} {med[k]:7.2f} s   {tokens[k]:,} tokens   {tokens[k] / med[k] / 1e3:,.1f} k tokens/s")
-        # docs/s is the fair unit: winnow adds BOS+EOS, datatrove EOS, encode neither
-        pack_vs_datatrove = med["datatrove"] / med["winnow"]
-        pack_vs_encode = med["encode"] / med["winnow"]
+            print(f"  {k:9s} wall {med[k]:7.2f} s  cpu {cmed[k]:7.2f} s  {tokens[k]:,} tokens  "
+                  f"{tokens[k] / cmed[k] / 1e3:,.1f} k tokens per cpu-second")
+        pack_vs_datatrove = cmed["datatrove"] / cmed["winnow"]
+        pack_vs_encode = cmed["encode"] / cmed["winnow"]
+        print(f"wall-time ratios (noisy here): vs datatrove {med['datatrove'] / med['winnow']:.2f}, "
+              f"vs encode {med['encode'] / med['winnow']:.2f}")
         m = json.loads((tmp / "winnow" / "pack_manifest.json").read_text())
         print(f"pack (bestfit, seq_len {args.seq_len}): {m['windows']} windows, padding {m['packing_stats']['padding_share']:.4f}, "
               f"split docs {m['packing_stats']['split_share']:.3f}")

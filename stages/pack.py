@@ -14,8 +14,9 @@ and, once every shard is committed, `pack_manifest.json` (tokenizer sha256, voca
 seq_len, packing, BOS/EOS ids, tokens per language and domain, packing figures, every file's
 sha256) beside the runner's `manifest.json`. `winnow.tokenizer.PackedDataset` reads the result.
 
-The data file of a shard is not parquet, so this stage checks its own commit records
-(`committed_pack_shard`) in `execute` instead of the runner's parquet-based check.
+Resume: the runner reuses a shard whose commit record matches (config hash with the tokenizer's
+sha256, input fingerprint) and whose named files exist; `execute` checks again with every pack
+file's recorded size (`committed_pack_shard`), so a shard missing its `.idx` or `.pidx` is redone.
 """
 
 from __future__ import annotations
@@ -72,12 +73,13 @@ def _special(cfg: dict[str, Any], key: str) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def tokenizer_info(tok_dir: Path) -> dict[str, Any]:
+def tokenizer_info(tok_dir: Path, tok: Any = None) -> dict[str, Any]:
     """sha256, vocab size and BOS/EOS/PAD ids of a tokenizer directory (checked: the named
-    specials must be tokens of the vocabulary)."""
+    specials must be tokens of the vocabulary). `tok`: the directory's tokenizer, if loaded."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    if tok is None:
+        tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     cfg_path = tok_dir / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
     info: dict[str, Any] = {"sha256": shard_io.sha256_file(tok_dir / "tokenizer.json"),
@@ -163,7 +165,8 @@ class PackStage(ShardMapStage):
         from tokenizers import Tokenizer
 
         self._tok = Tokenizer.from_file(str(self.tokenizer_dir() / "tokenizer.json"))
-        self.info()
+        if self._info is None:  # one tokenizer load per actor, not two
+            self._info = tokenizer_info(self.tokenizer_dir(), self._tok)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of `texts` with the BOS/EOS policy: (flat int64 ids, per-text lengths). An
@@ -224,15 +227,21 @@ class PackStage(ShardMapStage):
 
     # --- whole stage: resume from our own commit records, then the pack manifest -----------
     def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: Runtime) -> list[dict[str, Any]]:
+        """Map the shards not yet committed (checked here too, with every pack file's size, so
+        resume does not depend on the runner knowing our file layout); the pack manifest is
+        written by `check_output`, which sees every shard's record."""
         out_dir = Path(out_dir)
-        (out_dir / PACK_MANIFEST).unlink(missing_ok=True)
+        (out_dir / PACK_MANIFEST).unlink(missing_ok=True)  # the directory is about to change
         h = self.config_hash()
         done = {t.name: committed_pack_shard(out_dir, t.name, h, t.fingerprint) for t in tasks}
         todo = [t for t in tasks if done[t.name] is None]
         by_name = {r["name"]: r for r in (runtime.map_shards(self, todo, out_dir) if todo else [])}
-        records = [done[t.name] or by_name[t.name] for t in tasks]
-        shard_io.write_json_atomic(pack_manifest(self.config, self.info(), records), out_dir / PACK_MANIFEST)
-        return records
+        return [done[t.name] or by_name[t.name] for t in tasks]
+
+    def check_output(self, manifest: dict[str, Any], records: Sequence[dict[str, Any]], out_dir: Path) -> None:
+        """Every shard is committed and the counts add up: write `pack_manifest.json` (what a
+        training job's reader opens) from all shard records, deterministically."""
+        shard_io.write_json_atomic(pack_manifest(self.config, self.info(), records), Path(out_dir) / PACK_MANIFEST)
 
 
 def committed_pack_shard(out_dir: Path, name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:

@@ -260,3 +260,13 @@ def test_torch_stacked_micro_batches_keep_the_order(packs):
             assert np.array_equal(row.numpy(), next(ref)["input_ids"])
         if i == 5:
             break
+
+
+def test_reader_is_exported_lazily_and_numpy_only():
+    import subprocess
+    import sys
+
+    code = ("import sys; from winnow.tokenizer import PackedDataset, shuffle_quality; "
+            "assert PackedDataset.__module__ == 'winnow.tokenizer.reader'; "
+            "assert 'torch' not in sys.modules, 'the numpy core must not import torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
