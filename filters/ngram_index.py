@@ -433,14 +433,15 @@ def build_index(texts: Sequence[str], items: Sequence[int], groups: Sequence[int
             d = batch.doc[pos]
             sel = gram[d] & (want[d] == k) & hasher.inside_doc(pos, k)
             g_h.append(h[sel])
-            g_t.append(d[sel] + i)
+            g_t.append((d[sel] + i).astype(np.int32))
         docs = np.flatnonzero(whole)
         if docs.size:
             start = batch.doc_start[docs]
             a_rows.append((hasher.at(start, minimum[docs]), docs + i, ntok[docs], hasher.at(start, ntok[docs]),
                            minimum[docs]))
     hashes = np.concatenate(g_h) if g_h else np.zeros(0, np.uint64)
-    text_idx = np.concatenate(g_t) if g_t else np.zeros(0, np.int64)
+    text_idx = np.concatenate(g_t) if g_t else np.zeros(0, np.int32)
+    del g_h, g_t  # the window arrays are the build's peak memory
     if a_rows:
         a_hash, a_text, a_len, a_whole, a_k = (np.concatenate(c) for c in zip(*a_rows))
     else:
@@ -478,6 +479,7 @@ def _unique_runs(hashes: np.ndarray, text_idx: np.ndarray, groups: np.ndarray, m
     order = np.argsort(hashes)
     sorted_h = hashes[order]
     sorted_t = text_idx[order]
+    del order
     run_start = np.flatnonzero(np.r_[True, sorted_h[1:] != sorted_h[:-1]])
     counts = np.diff(np.r_[run_start, sorted_h.shape[0]])
     first_text = np.minimum.reduceat(sorted_t, run_start)
