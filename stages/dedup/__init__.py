@@ -238,9 +238,14 @@ class DedupStage(Stage):
 
 def _run_phase(runtime: Runtime, desc: str, fn: Callable[..., dict[str, Any]], arg_list: list[tuple],
                unit: str = "task", stats: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
-    """One dedup phase through the runtime's task primitive (tasks are idempotent)."""
-    return runtime.map_tasks(fn, arg_list, desc=f"dedup: {desc}", unit=unit, stats=stats,
-                             stats_key=desc.split(" round")[0])
+    """One dedup phase through the runtime's task primitive (tasks are idempotent); then the
+    partition directory of each shuffle the phase wrote (shuffle.py), from the tasks' records."""
+    from winnow.stages.dedup import shuffle as sh
+
+    results = runtime.map_tasks(fn, arg_list, desc=f"dedup: {desc}", unit=unit, stats=stats,
+                                stats_key=desc.split(" round")[0])
+    sh.publish_directories(results)
+    return results
 
 
 __all__ = ["DedupConfig", "DedupStage"]

@@ -124,7 +124,7 @@ def build_segment_shard(plan: ph.Plan, i: int, index_dir: str, run_id: str) -> d
     ex = pa.table([ph._col(t, "h1"), ph._col(t, "h2"), keys, rank, t.column("id")], schema=ph.EXACT_MAP_SCHEMA)
     sh.write_partitioned(out_exact, ex, (ph._col(ex, "h1") % np.uint64(plan.partitions)).astype(np.int64),
                          plan.partitions)
-    return sh.mark_done(out_exact, {"indexed_docs": len(keep)})
+    return sh.mark_done(out_exact, {"indexed_docs": len(keep)}, shuffles=[out_bands, out_exact])
 
 
 def compact_segment_partition(plan: ph.Plan, j: int, index_dir: str, run_id: str) -> dict[str, Any]:
@@ -155,8 +155,8 @@ def finish_segment(plan: ph.Plan, index_dir: str, run_id: str, inputs: list[str]
     src = building_dir(index_dir, run_id)
     if src.exists():
         for kind in ("bands", "exact"):
-            for f in (src / kind).glob("part-*"):
-                f.unlink()
+            for f in [*(src / kind).glob("part-*"), src / kind / sh.DIRECTORY]:
+                f.unlink(missing_ok=True)
         if final.exists():
             shutil.rmtree(final)
         os.replace(src, final)

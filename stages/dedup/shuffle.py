@@ -1,17 +1,26 @@
-"""The on-disk shuffle every dedup phase uses: one Arrow IPC file per map task, one record batch
-per reduce partition.
+"""The on-disk shuffle every dedup phase uses: one Arrow IPC file per map task holding only its
+non-empty partitions, plus one partition directory per phase.
 
-A map task sorts its rows by partition and writes batch j = the rows for partition j (empty
-batches included, so batch index = partition). A reduce task memory-maps every map file and takes
-batch j: no all-to-all in RAM, no coordinator, and a reader never sees half a file because each
-file appears by atomic rename. A small JSON beside each file (written after it) records the task's
-counters and marks it done, which is what makes every phase resumable task by task.
+A map task sorts its rows by partition and writes one record batch per partition that has rows;
+the schema metadata lists which partitions those batches are (``winnow.parts``), so an empty
+partition costs no bytes at all (the former layout wrote an empty batch for every partition:
+≥ 192 B each, 6.3 MB for an empty file at P = 32,768). After a phase, the driver writes
+``_directory.npy`` into each shuffle directory from the tasks' done records (no file is read):
+for partition j, the map files that hold rows of j. A reduce task reads that one row of the
+directory (memory-mapped) and opens only those files, taking its batch from each: O(S + P) files
+created per phase, and a reducer opens the files that hold its partition, not all S.
+
+Files appear by atomic rename; a small JSON beside each (written after it) records the task's
+counters and marks it done, which makes every phase resumable task by task. A reader without a
+directory (a phase being resumed, or files of the former layout, which have no ``winnow.parts``)
+opens every file and still reads only its own batch.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -21,9 +30,34 @@ import pyarrow as pa
 from winnow.pipeline import shards as shard_io
 from winnow.pipeline.shards import write_json_atomic
 
+PARTS_KEY = b"winnow.parts"
+NUM_PARTS_KEY = b"winnow.num_parts"
+DIRECTORY = "_directory.npy"
+_DIR_MAGIC = 0x57534844  # "WSHD"
+_PART_FILE = re.compile(r"^part-(\d+)\.arrow$")
+#: counters of the files opened and bytes written by this process (bench/shuffle.py reads them)
+IO_COUNTERS = {"files_opened": 0, "bytes_written": 0, "files_written": 0}
+
+
+def _encode_parts(present: np.ndarray, num_parts: int) -> bytes:
+    """The partitions a file holds, in batch order: ``*`` for all of them, else ints joined by
+    commas (a few bytes per non-empty batch, which costs ≥ 192 B of Arrow framing anyway)."""
+    if len(present) == num_parts:
+        return b"*"
+    return ",".join(str(int(p)) for p in present).encode()
+
+
+def _decode_parts(raw: bytes, num_parts: int) -> np.ndarray | None:
+    """Inverse of `_encode_parts`; None means every partition, batch index = partition."""
+    if raw == b"*":
+        return None
+    if not raw:
+        return np.zeros(0, np.int64)
+    return np.array(raw.split(b","), dtype=np.int64)
+
 
 def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.ndarray, num_parts: int) -> list[int]:
-    """Write `table` to `path` with batch j holding the rows whose `parts` value is j.
+    """Write `table` to `path`: one record batch per non-empty partition, in partition order.
 
     Rows keep their relative order inside a partition (stable sort), so output bytes depend only
     on the input. Returns the row count per partition.
@@ -39,61 +73,189 @@ def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.n
     counts = np.bincount(parts, minlength=num_parts)
     table = table.take(pa.array(order)) if table.num_rows else table
     bounds = np.concatenate([[0], np.cumsum(counts)])
+    present = np.flatnonzero(counts)
+    schema = table.schema.with_metadata({**(table.schema.metadata or {}),
+                                         PARTS_KEY: _encode_parts(present, num_parts),
+                                         NUM_PARTS_KEY: str(num_parts).encode()})
+    table = table.replace_schema_metadata(schema.metadata)
     with shard_io.atomic_path(path) as tmp:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            for j in range(num_parts):
-                part = table.slice(int(bounds[j]), int(counts[j]))
-                batch = part.combine_chunks().to_batches()
-                if batch:
-                    writer.write_batch(batch[0] if len(batch) == 1 else pa.concat_batches(batch))
-                else:
-                    writer.write_batch(pa.RecordBatch.from_pylist([], schema=table.schema))
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for j in present.tolist():
+                part = table.slice(int(bounds[j]), int(counts[j])).combine_chunks()
+                batches = part.to_batches()
+                writer.write_batch(batches[0] if len(batches) == 1 else pa.concat_batches(batches))
+        IO_COUNTERS["bytes_written"] += os.path.getsize(tmp)
+        IO_COUNTERS["files_written"] += 1
     return [int(c) for c in counts]
 
 
 def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
-    """An unpartitioned work file (one batch), atomically."""
+    """An unpartitioned work file (one batch, none when empty), atomically."""
     write_partitioned(path, table, np.zeros(table.num_rows, np.int64), 1)
 
 
+def _open(path: str | os.PathLike[str]) -> pa.ipc.RecordBatchFileReader:
+    IO_COUNTERS["files_opened"] += 1
+    return pa.ipc.open_file(pa.memory_map(str(path), "r"))
+
+
+def file_parts(reader: pa.ipc.RecordBatchFileReader) -> tuple[np.ndarray | None, int]:
+    """(partition of each batch or None for "batch = partition", partition count) of a file."""
+    meta = reader.schema.metadata or {}
+    if PARTS_KEY not in meta:  # the former layout: every partition has a batch
+        return None, reader.num_record_batches
+    num = int(meta[NUM_PARTS_KEY])
+    return _decode_parts(meta[PARTS_KEY], num), num
+
+
+def _batch_of(reader: pa.ipc.RecordBatchFileReader, part: int, path: Any) -> pa.RecordBatch | None:
+    parts, num = file_parts(reader)
+    if part >= num:
+        raise ValueError(f"{path}: has {num} partitions, asked for {part}")
+    if parts is None:
+        return reader.get_batch(part)
+    k = int(np.searchsorted(parts, part))
+    if k < len(parts) and parts[k] == part:
+        return reader.get_batch(k)
+    return None
+
+
 def read_partition(paths: Iterable[str | os.PathLike[str]], part: int, schema: pa.Schema) -> pa.Table:
-    """Partition `part` from every file in `paths`, concatenated in the order given."""
+    """Partition `part` from every file in `paths`, concatenated in the order given.
+
+    Opens only the files the phase's directory lists for `part` (every file when there is no
+    usable directory)."""
+    paths = list(paths)
     tables = []
-    for p in paths:
-        reader = pa.ipc.open_file(pa.memory_map(str(p), "r"))
-        if part >= reader.num_record_batches:
-            raise ValueError(f"{p}: has {reader.num_record_batches} partitions, asked for {part}")
-        batch = reader.get_batch(part)
-        if batch.num_rows:
+    for p in files_holding(paths, part):
+        batch = _batch_of(_open(p), part, p)
+        if batch is not None and batch.num_rows:
             tables.append(pa.Table.from_batches([batch]))
     if not tables:
         return schema.empty_table()
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    out = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return out.replace_schema_metadata(schema.metadata)
 
 
 def num_partitions(path: str | os.PathLike[str]) -> int:
-    """How many partitions (record batches) a shuffle file holds."""
-    return pa.ipc.open_file(pa.memory_map(str(path), "r")).num_record_batches
+    """How many partitions a shuffle file was written with."""
+    return file_parts(_open(path))[1]
 
 
 def read_all(paths: Iterable[str | os.PathLike[str]], schema: pa.Schema) -> pa.Table:
     """Every row of every file (all partitions)."""
     tables = []
     for p in paths:
-        t = pa.ipc.open_file(pa.memory_map(str(p), "r")).read_all()
+        t = _open(p).read_all()
         if t.num_rows:
-            tables.append(t)
+            tables.append(t.replace_schema_metadata(schema.metadata))
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)
 
 
+# ---- the per-phase partition directory ---------------------------------------------------------
+
+def _file_number(path: str | os.PathLike[str]) -> int | None:
+    m = _PART_FILE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def shuffle_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What the directory needs to know about one written shuffle file (read from its footer):
+    its path, partition count and the partitions it holds ("*" for all)."""
+    if _file_number(path) is None or not Path(path).exists():
+        return None
+    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    meta = reader.schema.metadata or {}
+    if PARTS_KEY not in meta:
+        return None
+    return {"path": str(path), "num_parts": int(meta[NUM_PARTS_KEY]), "parts": meta[PARTS_KEY].decode()}
+
+
+def publish_directories(results: Sequence[Any]) -> list[Path]:
+    """Write ``_directory.npy`` into every shuffle directory the tasks' done records name.
+
+    Called by the driver after a phase (all its tasks done): nothing is read but the records.
+    Layout (int64): magic, number of files listed, partitions, n_all, the file numbers holding
+    every partition, then CSR indptr (partitions + 1) and file numbers per partition."""
+    by_dir: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if not isinstance(r, dict):
+            continue
+        for rec in r.get("shuffle", ()) or ():
+            by_dir.setdefault(str(Path(rec["path"]).parent), []).append(rec)
+    written = []
+    for d, recs in by_dir.items():
+        nums = {rec["num_parts"] for rec in recs}
+        if len(nums) != 1:
+            continue  # files of differing partition counts: readers fall back to opening all
+        P = nums.pop()
+        everything: list[int] = []
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        for rec in sorted(recs, key=lambda r: r["path"]):
+            f = _file_number(rec["path"])
+            parts = _decode_parts(rec["parts"].encode(), P)
+            if parts is None:
+                everything.append(f)
+            else:
+                rows.append(parts)
+                cols.append(np.full(len(parts), f, np.int64))
+        r_all = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        c_all = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        order = np.lexsort((c_all, r_all))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(r_all, minlength=P))])
+        arr = np.concatenate([[_DIR_MAGIC, len(recs), P, len(everything)], sorted(everything), indptr,
+                              c_all[order]]).astype(np.int64)
+        dest = Path(d) / DIRECTORY
+        with shard_io.atomic_path(dest) as tmp:
+            with open(tmp, "wb") as f_out:
+                np.save(f_out, arr)
+        written.append(dest)
+    return written
+
+
+def files_holding(paths: Sequence[str | os.PathLike[str]], part: int) -> list[str | os.PathLike[str]]:
+    """The members of `paths` that hold rows of partition `part`, by the directory of their
+    folder; all of `paths` when the folder has no directory or it does not cover them."""
+    if not paths:
+        return []
+    folder = Path(paths[0]).parent
+    nums = [_file_number(p) for p in paths]
+    if any(n is None for n in nums) or any(Path(p).parent != folder for p in paths):
+        return paths
+    dpath = folder / DIRECTORY
+    if not dpath.exists():
+        return paths
+    try:
+        arr = np.load(dpath, mmap_mode="r")
+        IO_COUNTERS["files_opened"] += 1
+        magic, listed, P, n_all = (int(x) for x in arr[:4])
+    except (OSError, ValueError):
+        return paths
+    if magic != _DIR_MAGIC or listed < len(paths) or part >= P:
+        return paths
+    base = 4 + n_all
+    lo, hi = int(arr[base + part]), int(arr[base + part + 1])
+    holders = set(arr[4:base].tolist()) | set(arr[base + P + 1 + lo:base + P + 1 + hi].tolist())
+    return [p for p, n in zip(paths, nums) if n in holders]
+
+
+# ---- task completion ----------------------------------------------------------------------------
+
 def done_path(path: str | os.PathLike[str]) -> Path:
     return Path(str(path) + ".done.json")
 
 
-def mark_done(path: str | os.PathLike[str], counters: dict[str, Any]) -> dict[str, Any]:
-    """Record that the task producing `path` finished, with its counters."""
+def mark_done(path: str | os.PathLike[str], counters: dict[str, Any],
+              shuffles: Sequence[str | os.PathLike[str]] | None = None) -> dict[str, Any]:
+    """Record that the task producing `path` finished, with its counters and, under "shuffle",
+    the partitions each of its shuffle files holds (`shuffles`, default: `path`), which the
+    driver turns into the phase's directory."""
+    recs = [r for r in (shuffle_record(p) for p in (shuffles if shuffles is not None else [path])) if r]
+    if recs:
+        counters = {**counters, "shuffle": recs}
     write_json_atomic(counters, done_path(path))
     return counters
 
