@@ -206,6 +206,8 @@ def train_loop(steps: int, seq_len: int, docs: int, micro_batch: int, workers: i
                 self.emb, self.pos = nn.Embedding(vocab, d), nn.Embedding(seq_len, d)
                 self.blocks = nn.ModuleList(Block() for _ in range(layers))
                 self.ln = nn.LayerNorm(d)
+                nn.init.normal_(self.emb.weight, std=0.02)  # tied output layer: keep the first logits small
+                nn.init.normal_(self.pos.weight, std=0.02)
 
             def forward(self, ids, pos):
                 x = self.emb(ids) + self.pos(pos)
