@@ -136,7 +136,11 @@ def test_default_temperature_mix_on_crawl_documents(shared_data, tmp_path, ray_l
     m = _run(inp, tmp_path / "out", workers=2)
     report = json.loads((tmp_path / "out" / REPORT).read_text())
     assert m["input"] == 697 and report["mode"] == "temperature 0.7"
-    assert abs(report["output_units"] - report["budget_units"]) < 0.01 * report["budget_units"]
+    # whole documents: groups of 1-8 documents land within a document of their target
+    assert abs(report["output_units"] - report["budget_units"]) < 0.03 * report["budget_units"]
+    for g, v in report["groups"].items():
+        if v["documents_in"] >= 40:   # enough documents for the granularity
+            assert abs(v["bytes_out"] - v["target_units"]) < 0.005 * report["budget_units"], (g, v)
     shares = {g: v["realised_share"] for g, v in report["groups"].items()}
     natural = {g: v["bytes_in"] / sum(w["bytes_in"] for w in report["groups"].values()) for g, v in report["groups"].items()}
     small = min(natural, key=natural.get)

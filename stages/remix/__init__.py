@@ -69,7 +69,7 @@ class RemixConfig(StageConfig):
     classifier_min_prob: float = Field(0.0, ge=0, le=1, description="below this probability the label is `other` (default)")
     classifier_chars: int = Field(2000, ge=100, description="characters of text the classifier reads")
     shard_bytes: int = Field(256 * 2**20, ge=1, description="target size of an output Arrow shard (text bytes)")
-    keep_work: bool = Field(False, json_schema_extra=EXECUTION, description="keep OUT/_work (labelled shards, partitions) after the run")
+    keep_work: bool = Field(False, json_schema_extra=EXECUTION, description="keep OUT/_work (label files, partitions) after the run")
 
     @field_validator("mixture", mode="before")
     @classmethod
@@ -219,6 +219,8 @@ class RemixStage(Stage):
         inputs = tasks[0].inputs
         work_key = hashlib.sha256(json.dumps([h, fingerprint, list(inputs), len(tasks)]).encode()).hexdigest()[:16]
         work = out_dir / "_work" / work_key
+        # work files live for one execute: a rerun redoes the phases and resumes only committed shards
+        shutil.rmtree(out_dir / "_work", ignore_errors=True)
         units = "tokens" if (cfg.budget is not None and cfg.budget.tokens is not None and cfg.tokenizer) else "bytes"
         plan = ph.Plan(work=str(work), inputs=tuple(inputs), seed=cfg.seed,
                        by_lang=cfg.by_lang_groups, taxonomy=cfg.taxonomy, classifier=cfg.classifier,

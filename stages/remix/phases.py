@@ -1,17 +1,20 @@
 """The remix phases, each a module-level function the stage maps over shards or partitions with
 `runtime.map_tasks`. They talk only through files under `OUT/_work/<key>/`:
 
-1. `label_shard` (per input shard): labels, group, units, selection key → `labelled/part-i.arrow`;
-   returns the small per-document arrays (group code, key, units) the driver's solver needs.
+1. `label_shard` (per input shard): the shard with its labels, group, units and selection key →
+   `labels/part-i.arrow` (uncompressed, memory-mapped later); returns the small per-document
+   arrays (group, key, units) the driver's solver needs.
 2. (driver) solve the mixture, turn it into one `CopyRule` per group, count the partitions.
-3. `scatter_shard` (per input shard): copies of each sampled document with their `repeat` index
-   and a shuffle key from (seed, id, repeat), range-partitioned into `parts/p-j/in-i.arrow`;
-   documents not sampled go to `parts/p-j/rej-i.arrow`, partitioned by their repeat-0 key.
-4. `gather_partition` (per partition): read its pieces, sort by shuffle key, write output shard j
-   (`data/part-j.arrow`) with its commit record.
+3. `scatter_shard` (per input shard): the copies of each sampled document — (shard, row,
+   `repeat`, shuffle key from (seed, id, repeat)) — range-partitioned into small index pieces
+   `parts/p-j/in-i.arrow`; documents not sampled go to `parts/p-j/rej-i.arrow`, partitioned by
+   their repeat-0 key.
+4. `gather_partition` (per partition): sort its index by shuffle key, take those rows once from
+   the memory-mapped label files, write output shard j (`data/part-j.arrow`) and its record.
 
-Two passes over the data (label, scatter) plus the sorted write; memory per task is one input
-shard or one output partition (≈ `shard_bytes`), never the dataset.
+The text is decoded once (phase 1), written once to the work file and once, shuffled, to the
+output: two passes over the data. Memory per task: one input shard, or one output partition
+(≈ `shard_bytes`) plus the pages of the label files it touches; never the dataset.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from winnow.stages.remix import labels as lab
 from winnow.stages.remix.sample import CopyRule, partition_of, selection_keys, shuffle_keys
 
 #: columns the phases add for themselves and drop before the output
-WORK_COLUMNS = ("_group", "_units", "_bytes", "_tokens", "_skey", "_row")
+WORK_COLUMNS = ("_group", "_units", "_bytes", "_tokens", "_skey", "_row", "_lang", "_shuffle")
 REASON_NOT_SAMPLED = "remix:not_sampled"
 
 
@@ -60,8 +63,20 @@ class Decisions:
     groups: tuple[str, ...] = field(default_factory=tuple)
 
 
+def write_work(table: pa.Table, path: Path) -> None:
+    """A work file: written to a temp name and renamed, not fsynced. Work files live only for
+    one `execute` (a rerun redoes the phases; only committed output shards are resumed), so a
+    machine crash cannot leave a torn one that is trusted later; the output shards are fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=8192)
+    os.replace(tmp, path)
+
+
 def labelled_path(plan: Plan, i: int) -> Path:
-    return Path(plan.work) / "labelled" / f"part-{i:05d}.arrow"
+    """Shard i's label and work columns (row-aligned with input shard i; no text)."""
+    return Path(plan.work) / "labels" / f"part-{i:05d}.arrow"
 
 
 def part_dir(plan: Plan, j: int) -> Path:
@@ -85,30 +100,43 @@ def _count_tokens(path: str, texts: list[str]) -> np.ndarray:
 
 
 # --- phase 1 ---------------------------------------------------------------------------------
+def _input_schema(path: str) -> pa.Schema:
+    if path.endswith(".arrow"):
+        with pa.memory_map(path, "r") as src:
+            return pa.ipc.open_file(src).schema
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path)
+
+
 def label_shard(plan: Plan, i: int) -> dict[str, Any]:
-    """Label input shard i and write it with its work columns; return its per-document arrays."""
+    """Label input shard i and write it whole, with its label and work columns, as an Arrow work
+    file (`labels/part-i.arrow`, memory-mapped by the later phases: the input's compression is
+    paid once); return its per-document arrays."""
     path = labelled_path(plan, i)
-    if path.exists():   # written atomically by an earlier (resumed) run of this same work key
+    if path.exists():   # a retried task whose first attempt finished the file
         table = shard_io.read_shard(path)
     else:
-        table = shard_io.read_shard(plan.inputs[i])
-        table = lab.label_table(table, taxonomy=plan.taxonomy, classifier=plan.classifier,
-                                classifier_chars=plan.classifier_chars, min_prob=plan.classifier_min_prob)
+        src = shard_io.read_shard(plan.inputs[i])
+        table = lab.attach(src, lab.label_arrays(src, taxonomy=plan.taxonomy, classifier=plan.classifier,
+                                                 classifier_chars=plan.classifier_chars,
+                                                 min_prob=plan.classifier_min_prob))
         domains = table.column("domain").to_pylist()
-        langs = table.column("lang").to_pylist() if "lang" in table.column_names else [None] * table.num_rows
+        langs = src.column("lang").to_pylist() if "lang" in src.column_names else [None] * src.num_rows
         groups = [group_of(d, l, plan.by_lang) for d, l in zip(domains, langs)]
-        nbytes = pc.fill_null(pc.binary_length(pc.cast(table.column("text"), pa.binary())), 0)
+        nbytes = pc.fill_null(pc.binary_length(pc.cast(src.column("text"), pa.binary())), 0)
         nbytes = pa.array(nbytes.to_numpy(zero_copy_only=False).astype(np.int64))
         if plan.tokenizer:
-            tokens = pa.array(_count_tokens(plan.tokenizer, [t or "" for t in table.column("text").to_pylist()]))
+            tokens = pa.array(_count_tokens(plan.tokenizer, [t or "" for t in src.column("text").to_pylist()]))
         else:
-            tokens = pa.nulls(table.num_rows, pa.int64())
+            tokens = pa.nulls(src.num_rows, pa.int64())
         units = tokens if plan.units == "tokens" else nbytes
         table = (table.append_column("_group", pa.array(groups, pa.string()))
                  .append_column("_bytes", nbytes).append_column("_tokens", tokens).append_column("_units", units)
-                 .append_column("_skey", pa.array(selection_keys(plan.seed, table.column("id").to_pylist()), pa.uint64()))
-                 .append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
-        shard_io.write_arrow_atomic(table, path)
+                 .append_column("_skey", pa.array(selection_keys(plan.seed, src.column("id").to_pylist()), pa.uint64()))
+                 .append_column("_row", pa.array(np.arange(src.num_rows, dtype=np.int64)))
+                 .append_column("_lang", pa.array(langs, pa.string())))
+        write_work(table, path)
     groups = table.column("_group")
     enc = pc.dictionary_encode(groups).combine_chunks()
     return {
@@ -125,7 +153,7 @@ def label_shard(plan: Plan, i: int) -> dict[str, Any]:
 
 def _label_counts(table: pa.Table) -> dict[str, int]:
     """Per (domain_source, lang, domain) document counts, for the report."""
-    langs = table.column("lang").to_pylist() if "lang" in table.column_names else ["und"] * table.num_rows
+    langs = table.column("_lang").to_pylist()
     out: dict[str, int] = {}
     for d, s, l in zip(table.column("domain").to_pylist(), table.column("domain_source").to_pylist(), langs):
         k = f"{s}\t{l or 'und'}\t{d}"
@@ -135,12 +163,11 @@ def _label_counts(table: pa.Table) -> dict[str, int]:
 
 # --- phase 3 ---------------------------------------------------------------------------------
 def scatter_shard(plan: Plan, decisions: Decisions, i: int) -> dict[str, int]:
-    """Copies of shard i's sampled documents, range-partitioned by shuffle key; not-sampled
-    documents (as rejected rows) partitioned by their repeat-0 key."""
-    done = Path(plan.work) / "parts" / f"done-{i:05d}.json"
-    if done.exists():
-        return shard_io.read_json(done)
-    table = shard_io.read_shard(labelled_path(plan, i))
+    """Which copies of shard i's documents go out, with their shuffle keys, range-partitioned:
+    small index pieces `parts/p-j/in-i.arrow` (source shard, row, repeat, key) — the documents
+    themselves stay in the memory-mapped label file until the gather phase takes them once.
+    Not-sampled documents (as rejected rows) are partitioned by their repeat-0 key."""
+    table = shard_io.read_shard(labelled_path(plan, i), ["id", "url", "_group", "_skey", "_row"])
     P = decisions.partitions
     groups = table.column("_group").to_pylist()
     keys = table.column("_skey").to_numpy()
@@ -156,61 +183,71 @@ def scatter_shard(plan: Plan, decisions: Decisions, i: int) -> dict[str, int]:
         ix = np.asarray(idxs, dtype=np.int64)
         copies[ix] = rule.copies(keys[ix], i, rows[ix])
     ids = table.column("id").to_pylist()
-    # output rows: document index and repeat index
     doc_idx = np.repeat(np.arange(table.num_rows, dtype=np.int64), copies)
     starts = np.repeat(np.cumsum(copies) - copies, copies)
     repeat = (np.arange(len(doc_idx), dtype=np.int64) - starts).astype(np.int32)
     skeys = shuffle_keys(plan.seed, (ids[k] for k in doc_idx), repeat.tolist())
     part = partition_of(skeys, P) if len(skeys) else np.zeros(0, dtype=np.int64)
-    out_table = table.take(pa.array(doc_idx)).append_column("repeat", pa.array(repeat, pa.int32())) \
-                     .append_column("_shuffle", pa.array(skeys, pa.uint64()))
     not_sampled = np.flatnonzero(copies == 0)
     rej_keys = shuffle_keys(plan.seed, (ids[k] for k in not_sampled), [0] * len(not_sampled))
     rej_part = partition_of(rej_keys, P) if len(rej_keys) else np.zeros(0, dtype=np.int64)
     urls = table.column("url").to_pylist()
-    counts = {"sampled_docs": int((copies > 0).sum()), "rows": int(len(doc_idx)),
-              "not_sampled": int(len(not_sampled))}
     for j in np.unique(part):
         sel = np.flatnonzero(part == j)
-        shard_io.write_arrow_atomic(out_table.take(pa.array(sel)), part_dir(plan, int(j)) / f"in-{i:05d}.arrow")
+        write_work(pa.table({"_src": pa.array(np.full(len(sel), i, dtype=np.int32)),
+                             "_idx": pa.array(doc_idx[sel]), "repeat": pa.array(repeat[sel], pa.int32()),
+                             "_shuffle": pa.array(skeys[sel], pa.uint64())}),
+                   part_dir(plan, int(j)) / f"in-{i:05d}.arrow")
     for j in np.unique(rej_part):
         sel = not_sampled[rej_part == j]
         rej = pa.table({"id": pa.array([ids[k] for k in sel], pa.string()),
                         "url": pa.array([urls[k] for k in sel], pa.string()),
                         "reason": pa.array([REASON_NOT_SAMPLED] * len(sel), pa.string()),
                         "_shuffle": pa.array(rej_keys[rej_part == j], pa.uint64())})
-        shard_io.write_arrow_atomic(rej, part_dir(plan, int(j)) / f"rej-{i:05d}.arrow")
-    shard_io.write_json_atomic(counts, done)
-    return counts
+        write_work(rej, part_dir(plan, int(j)) / f"rej-{i:05d}.arrow")
+    return {"sampled_docs": int((copies > 0).sum()), "rows": int(len(doc_idx)), "not_sampled": int(len(not_sampled))}
 
 
 # --- phase 4 ---------------------------------------------------------------------------------
 def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, name: str, config_hash: str,
                      fingerprint: str, with_text: bool) -> dict[str, Any]:
-    """Sort partition j by shuffle key and commit it as output shard `name`."""
+    """Sort partition j's index by shuffle key, take its rows once from the memory-mapped label
+    files, and commit them as output shard `name`."""
     d = part_dir(plan, j)
     pieces = sorted(d.glob("in-*.arrow")) if d.exists() else []
     rej_pieces = sorted(d.glob("rej-*.arrow")) if d.exists() else []
     out_schema = _output_schema(decisions.schema)
     if pieces:
-        table = pa.concat_tables([shard_io.read_shard(p) for p in pieces], promote_options="default")
-        order = pc.sort_indices(table, sort_keys=[("_shuffle", "ascending"), ("id", "ascending"), ("repeat", "ascending")])
-        table = table.take(order)
+        index = pa.concat_tables([shard_io.read_shard(p) for p in pieces])
+        src = index.column("_src").to_numpy()
+        idx = index.column("_idx").to_numpy()
+        rep = index.column("repeat").to_numpy()
+        order = np.lexsort((rep, idx, src, index.column("_shuffle").to_numpy()))
+        sources = sorted(set(src.tolist()))
+        tables = [_align(shard_io.read_shard(labelled_path(plan, s)), decisions.schema) for s in sources]
+        offsets = dict(zip(sources, np.cumsum([0] + [t.num_rows for t in tables[:-1]]).tolist()))
+        base = np.zeros(max(sources) + 1, dtype=np.int64)   # source shard -> its first row in the concat
+        for s_, off in offsets.items():
+            base[s_] = off
+        table = pa.concat_tables(tables).take(pa.array(base[src[order]] + idx[order]))
+        repeat = rep[order].astype(np.int32)
+        table = table.append_column("repeat", pa.array(repeat, pa.int32()))
     else:
-        table = decisions.schema.append(pa.field("repeat", pa.int32())).append(pa.field("_shuffle", pa.uint64())).empty_table()
-    repeat = table.column("repeat").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0, np.int32)
+        table = decisions.schema.append(pa.field("repeat", pa.int32())).empty_table()
+        repeat = np.zeros(0, np.int32)
     counters: dict[str, int] = {"repeated": int((repeat > 0).sum())}
-    groups = table.column("_group").to_pylist()
-    nbytes = table.column("_bytes").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0, np.int64)
-    ntok = table.column("_tokens").to_pylist()
-    for g, r, b, t in zip(groups, repeat.tolist(), nbytes.tolist(), ntok):
-        counters[f"rows:{g}"] = counters.get(f"rows:{g}", 0) + 1
-        counters[f"bytes:{g}"] = counters.get(f"bytes:{g}", 0) + int(b)
-        if t is not None:
-            counters[f"tokens:{g}"] = counters.get(f"tokens:{g}", 0) + int(t)
-        if r == 0:
-            counters[f"docs:{g}"] = counters.get(f"docs:{g}", 0) + 1
-    kept = table.select([c for c in out_schema.names]).cast(out_schema)
+    if table.num_rows:
+        per = table.select(["_group", "_bytes", "_tokens", "repeat"]).append_column(
+            "_first", pa.array(repeat == 0)).group_by("_group").aggregate(
+            [("_bytes", "sum"), ("_tokens", "sum"), ("_tokens", "count"), ("_group", "count"), ("_first", "sum")])
+        for row in per.to_pylist():
+            g = row["_group"]
+            counters[f"rows:{g}"] = int(row["_group_count"])
+            counters[f"bytes:{g}"] = int(row["_bytes_sum"])
+            counters[f"docs:{g}"] = int(row["_first_sum"] or 0)
+            if row["_tokens_count"]:
+                counters[f"tokens:{g}"] = int(row["_tokens_sum"])
+    kept = table.select(out_schema.names).cast(out_schema)
     if rej_pieces:
         rej = pa.concat_tables([shard_io.read_shard(p) for p in rej_pieces])
         rej = rej.take(pc.sort_indices(rej, sort_keys=[("_shuffle", "ascending"), ("id", "ascending")]))
@@ -221,6 +258,15 @@ def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, nam
         rejected = _attach_rejected_text(plan, rejected)
     return commit_remix_shard(Path(out_dir), name, kept=kept, rejected=rejected, repeated=counters["repeated"],
                               config_hash=config_hash, fingerprint=fingerprint, counters=counters)
+
+
+def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A label file with the columns of the unified schema (inputs of several stages may differ)."""
+    if table.schema.equals(schema):
+        return table
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+            for f in schema]
+    return pa.table(cols, schema=schema)
 
 
 def _attach_rejected_text(plan: Plan, rejected: pa.Table) -> pa.Table:
