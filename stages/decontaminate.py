@@ -172,8 +172,8 @@ class DecontaminateStage(ShardMapStage):
                             help="benchmark directories or files (e.g. ../shared/data/benchmarks)")
         parser.add_argument("--action", dest="decont_action", choices=["drop", "redact"], default=None,
                             help="drop matching documents (default) or redact the matched spans")
-        parser.add_argument("--ngram", dest="decont_n", type=int, default=None, help="words per n-gram (13)")
-        parser.add_argument("--ngram-cjk", dest="decont_n_cjk", type=int, default=None,
+        parser.add_argument("--ngram", dest="decont_n", type=int, default=None, metavar="N", help="words per n-gram (13)")
+        parser.add_argument("--ngram-cjk", dest="decont_n_cjk", type=int, default=None, metavar="N",
                             help="characters per n-gram for CJK text")
 
     @classmethod
