@@ -37,7 +37,6 @@ import argparse
 import gzip
 import json
 import random
-import re
 import resource
 import statistics
 import sys

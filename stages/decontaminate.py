@@ -162,6 +162,11 @@ class DecontaminateStage(ShardMapStage):
 
     def __init__(self, config: DecontaminateConfig | dict[str, Any] | None = None):
         super().__init__(config)
+        # Plain path entries are made absolute by the PATH marker; so are the paths of explicit
+        # entries, for a worker whose working directory is elsewhere.
+        self.config = self.config.model_copy(update={"benchmarks": [
+            s if isinstance(s, str) else s.model_copy(update={"paths": [str(Path(p).expanduser().resolve()) for p in s.paths]})
+            for s in self.config.benchmarks]})
         self._fingerprints = {b.name: b.fingerprint for b in load_benchmarks(self.config.benchmarks)}
         self._index: BenchmarkIndex | None = None
 

@@ -250,3 +250,15 @@ def test_stage_on_ray_manifest_report_and_cli(ray_local, stage_and_items, shared
     b = pq.read_table(tmp_path / "cli" / "data" / "part-00000.parquet")
     assert a.equals(b)
     assert main(["decontaminate", "--in", str(inp), "--out", str(tmp_path / "x"), "--benchmarks", str(tmp_path / "nope")]) == 2
+
+
+def test_relative_benchmark_paths_become_absolute_on_the_driver(shared_data, monkeypatch):
+    from winnow.stages.decontaminate import DecontaminateStage
+
+    monkeypatch.chdir(shared_data)
+    stage = DecontaminateStage({"benchmarks": ["benchmarks/humaneval",
+                                               {"name": "g", "paths": ["benchmarks/gsm8k/test.jsonl"],
+                                                "fields": {"question": "question", "answer": "answer"}}]})
+    plain, spec = stage.config.benchmarks
+    assert plain == str(shared_data / "benchmarks" / "humaneval")
+    assert spec.paths == [str((shared_data / "benchmarks" / "gsm8k" / "test.jsonl").resolve())]
