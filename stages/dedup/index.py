@@ -8,6 +8,7 @@ Layout::
                                          one file per input shard of the run that added them)
     IDX/seg-000000-<run>/bands/p-*.arrow  their LSH band keys, one file per partition
     IDX/seg-000000-<run>/exact/p-*.arrow  their content hashes, one file per partition
+    IDX/seg-000000-<run>/p-<P>/{bands,exact}/p-*.arrow   the same after ``winnow dedup index reshard``
 
 A run's reduce j reads ``p-j`` of every segment (one file per segment, however many shards the
 segment came from), so the old documents join the buckets of the new ones; old documents always win
@@ -77,7 +78,7 @@ def base_segments(meta: dict[str, Any] | None, index_dir: str, run_id: str) -> t
         return [], 0
     segs = [s for s in meta["segments"] if s["run_id"] != run_id]
     out = [ph.Segment(name=s["name"], path=str(Path(index_dir) / s["name"]), shard_offset=s["shard_offset"],
-                      num_shards=s["num_shards"]) for s in segs]
+                      num_shards=s["num_shards"], keys_dir=s.get("keys_dir", "")) for s in segs]
     nxt = max((s.shard_offset + s.num_shards for s in out), default=0)
     return out, nxt
 
@@ -168,3 +169,111 @@ def finish_segment(plan: ph.Plan, index_dir: str, run_id: str, inputs: list[str]
     meta["docs"] = sum(s["docs"] for s in meta["segments"])
     write_json_atomic(meta, Path(index_dir) / INDEX_FILE)
     return meta
+
+
+# ---- resharding -----------------------------------------------------------------------------------
+
+def _segment_keys_dir(index_dir: str, seg: dict[str, Any]) -> Path:
+    return Path(index_dir) / seg["name"] / seg.get("keys_dir", "")
+
+
+def reshard_partition(index_dir: str, seg: dict[str, Any], old_parts: int, new_parts: int, j: int) -> dict[str, int]:
+    """New partition j of one segment's band and content-hash files, from the old files that can
+    hold its rows: with power-of-two counts, key mod new is key mod old refined (growing reads the
+    one old file j mod old; shrinking reads the old files j, j + new, ...). Resumable per file."""
+    src = _segment_keys_dir(index_dir, seg)
+    dest = Path(index_dir) / seg["name"] / f"p-{new_parts}"
+    olds = [j % old_parts] if new_parts >= old_parts else list(range(j, old_parts, new_parts))
+    rows = {}
+    for kind, schema, col in (("bands", ph.BAND_SCHEMA, "band"), ("exact", ph.EXACT_MAP_SCHEMA, "h1")):
+        out = dest / kind / f"p-{j:05d}.arrow"
+        done = sh.is_done(out)
+        if done is not None:
+            rows[kind] = done["rows"]
+            continue
+        t = sh.read_all([src / kind / f"p-{o:05d}.arrow" for o in olds], schema)
+        if new_parts > old_parts and t.num_rows:
+            t = t.filter(pa.array((ph._col(t, col) % np.uint64(new_parts)).astype(np.int64) == j))
+        sh.write_table(out, t)
+        sh.mark_done(out, {"rows": t.num_rows})
+        rows[kind] = t.num_rows
+    return rows
+
+
+def reshard(index_dir: str | os.PathLike[str], partitions: int,
+            map_fn: Any = None) -> dict[str, Any]:
+    """Re-partition every segment of an index to `partitions` (a power of two): new key files are
+    written beside the old ones (``seg/p-<P>/``), index.json is rewritten to point at them (the one
+    commit point: a killed reshard leaves the old layout valid and resumes where it stopped), then
+    the old files are removed. `map_fn(fn, arg_list)` runs the per-partition tasks (default: in
+    this process, in order). Returns the new index.json."""
+    index_dir = str(index_dir)
+    if partitions < 1 or partitions & (partitions - 1):
+        raise ValueError(f"partitions must be a power of two, not {partitions}")
+    meta = load_index(index_dir)
+    if meta is None:
+        raise FileNotFoundError(f"{index_dir}: no {INDEX_FILE}: not a dedup index")
+    old_parts = int(meta["partitions"])
+    pending = sorted(d.name for d in Path(index_dir).glob("_building-*"))
+    if pending:
+        raise ValueError(f"{index_dir}: a dedup run adding to this index was interrupted ({pending[0]}); "
+                         "rerun it to completion before resharding")
+    for seg in meta["segments"]:
+        if not (Path(index_dir) / seg["name"]).is_dir():
+            raise FileNotFoundError(f"{index_dir}: segment {seg['name']} listed in {INDEX_FILE} is missing")
+    if old_parts != partitions:
+        run = map_fn or (lambda fn, args: [fn(*a) for a in args])
+        for seg in meta["segments"]:
+            run(reshard_partition, [(index_dir, seg, old_parts, partitions, j) for j in range(partitions)])
+        old_dirs = {seg["name"]: _segment_keys_dir(index_dir, seg) for seg in meta["segments"]}
+        meta = {**meta, "partitions": partitions,
+                "segments": [{**seg, "keys_dir": f"p-{partitions}"} for seg in meta["segments"]]}
+        write_json_atomic(meta, Path(index_dir) / INDEX_FILE)  # the commit point
+        for name, old in old_dirs.items():
+            for kind in ("bands", "exact"):
+                shutil.rmtree(old / kind, ignore_errors=True)
+            if old != Path(index_dir) / name:
+                shutil.rmtree(old, ignore_errors=True)
+    # files of an earlier, killed reshard to another count
+    for seg in meta["segments"]:
+        root = Path(index_dir) / seg["name"]
+        for d in root.glob("p-*"):
+            if d.is_dir() and d.name != seg.get("keys_dir", ""):
+                shutil.rmtree(d, ignore_errors=True)
+        if seg.get("keys_dir"):
+            for kind in ("bands", "exact"):
+                shutil.rmtree(root / kind, ignore_errors=True)
+    return meta
+
+
+def index_main(argv: list[str]) -> int:
+    """``winnow dedup index reshard IDX --partitions N``: grow (or shrink) a dedup index's
+    partition count, fixed at its first run, so later runs over bigger inputs keep partitions of
+    a bounded size. ``winnow dedup index show IDX`` prints its segments and partitions."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="winnow dedup index", description=index_main.__doc__)
+    sub = ap.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("reshard", help="re-partition every segment of the index")
+    p.add_argument("index", metavar="IDX", help="index directory (holds index.json)")
+    p.add_argument("--partitions", type=int, required=True, help="new partition count (a power of two)")
+    p = sub.add_parser("show", help="print the index's partitions and segments")
+    p.add_argument("index", metavar="IDX")
+    args = ap.parse_args(argv)
+    try:
+        if args.verb == "show":
+            meta = load_index(args.index)
+            if meta is None:
+                raise FileNotFoundError(f"{args.index}: no {INDEX_FILE}: not a dedup index")
+        else:
+            before = (load_index(args.index) or {}).get("partitions")
+            meta = reshard(args.index, args.partitions)
+            print(f"{args.index}: partitions {before} -> {meta['partitions']}")
+    except (OSError, ValueError) as e:
+        print(f"winnow dedup index: error: {e}")
+        return 2
+    print(json.dumps({"partitions": meta["partitions"], "docs": meta.get("docs", 0),
+                      "segments": [{k: s.get(k) for k in ("name", "docs", "num_shards", "keys_dir")}
+                                   for s in meta["segments"]]}, indent=1))
+    return 0

@@ -88,6 +88,7 @@ class Segment:
     path: str
     shard_offset: int
     num_shards: int
+    keys_dir: str = ""                # sub-folder of the partitioned key files ("" or "p-<P>" after a reshard)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class Plan:
 
     def segment_files(self, kind: str, part: int) -> list[Path]:
         """Partition `part` of every index segment's `kind` ("bands" / "exact"): one file each."""
-        return [Path(seg.path) / kind / f"p-{part:05d}.arrow" for seg in self.segments]
+        return [Path(seg.path) / seg.keys_dir / kind / f"p-{part:05d}.arrow" for seg in self.segments]
 
 
 # ---- small helpers ---------------------------------------------------------------------------
