@@ -148,6 +148,7 @@ SUBCOMMANDS: dict[tuple[str, str], str] = {
     ("tokenizer", "train"): "winnow.stages.tokenizer_train:train_main",
     ("tokenizer", "eval"): "winnow.tokenizer.evaluate:main",
     ("remix", "train-classifier"): "winnow.stages.remix.cli:train_classifier_main",
+    ("dedup", "index"): "winnow.stages.dedup.index:index_main",
 }
 
 
