@@ -1,26 +1,41 @@
-"""Benchmark of the filter stage's two model calls against bare loops over the same models.
+"""Benchmark of the filter stage's two model calls against their peers, on the same documents in
+one run.
 
 - **Language ID** (documents per CPU second): :class:`filters.language.LanguageIdentifier`
   (newline/NUL handling + the Han-script rule) against a bare ``model.predict(text.replace("\\n",
-  " "))`` loop over the same ``lid.176.ftz`` and the same documents (the 697 CC-MAIN-2019-30
-  documents and CCNet's 20 head documents; the bare loop needs the newline replacement too, or
+  " "))`` loop over the same ``lid.176.ftz`` (the bare loop needs the newline replacement too, or
   fastText refuses the text). Goal: >= 0.9x the bare loop.
-- **KenLM perplexity** (text MB per CPU second): :meth:`filters.perplexity.PerplexityModel.perplexity`
-  from raw document text against a bare loop doing the same CCNet computation with the same
-  components written inline: per line, ``normalize_line`` -> the Unigram ``Tokenizer.encode_batch``
-  -> ``kenlm.Model.score`` (``bare``). A KenLM score of unnormalised, uncut text would be fast and
-  meaningless, so that is not the baseline; but the KenLM calls alone over pre-cut lines
-  (``kenlm_only``) are timed too, to show where the time goes. Our piece cache starts empty in
-  every repetition (no credit for having seen the corpus before). English documents (lid en >= 0.5)
-  are scored with the en model, Chinese ones (lid zh, incl. the SEO spam pages of
-  resiliparse/warcfile.warc.gz) with the zh model.
+- **KenLM perplexity** (text MB per CPU second), documents scored with their language's model
+  (lid en/zh >= 0.5: the 697 CC-MAIN-2019-30 documents, CCNet's 20 head documents and the Chinese
+  SEO spam pages of resiliparse/warcfile.warc.gz). Contenders, each from raw document text to a
+  document perplexity:
 
-Single-threaded throughout (``TOKENIZERS_PARALLELISM=false``), timed with ``time.process_time``
-(the machine is shared), median of ``--reps`` interleaved repetitions. Models come from
-``--models`` (default ``models/lm/{en,zh}``) and are trained there first if missing (~20 s).
+  * ``ours``: :meth:`filters.perplexity.PerplexityModel.perplexity`: the compiled kernel
+    (:mod:`filters.lm_kernel`: CCNet normalisation, word split and Unigram Viterbi for the whole
+    document in one numba pass, a word cache) + ``kenlm.Model.score`` per line. The word cache
+    starts empty in every repetition (no credit for having seen the corpus before).
+  * ``nocache``: the same with the word cache disabled (every word through the Viterbi).
+  * ``python``: the same model through the plain-Python path (``compiled=False``:
+    :func:`normalize_line` per line, :class:`PieceCutter` with its chunk cache, cold) -- the
+    implementation before the kernel, identical output.
+  * ``ccnet``: CCNet's own way (``cc_net/perplexity.py``): per line, CCNet's normaliser (its four
+    passes, :func:`filters.text_normalize.normalize_line_reference`), ``sentencepiece``
+    ``encode_as_pieces`` and ``kenlm.Model.score``, with a SentencePiece Unigram model and a KenLM
+    5-gram trained here the CCNet way on the same reference text (vocabulary 8000, the same
+    lmplz options; cached in ``--models``/ccnet). Model loading is not timed on either side.
+  * ``kenlm_only``: the KenLM calls alone, over our pre-cut lines as the bytes our path hands
+    KenLM (no normalisation, no splitting): the floor. ``ppl_vs_kenlm_only`` is the share of our
+    time that KenLM itself takes (goal >= 0.5: normalising and splitting cost at most as much).
 
-Last line: ``RESULT lid_vs_bare=… ppl_vs_bare=… …``. Run from the repo root:
-``.venv/bin/python bench/filters.py`` (about 1-2 minutes).
+  The normaliser alone is timed too: the per-line Python :func:`normalize_line` against the
+  kernel's table pass (:func:`filters.lm_kernel.normalized_lines`), the same output.
+
+Single-threaded throughout (``TOKENIZERS_PARALLELISM=false``, ``RAYON_NUM_THREADS=1``), timed with
+``time.process_time`` (the machine is shared), median of ``--reps`` interleaved repetitions. Models
+come from ``--models`` (default ``models/lm/{en,zh}``) and are trained there first if missing.
+
+Last line: ``RESULT ppl_vs_kenlm_only=… ppl_vs_ccnet=… ppl_vs_nocache=… …``. Run from the repo root:
+``.venv/bin/python bench/filters.py`` (about 2 minutes; the first run trains the models, ~1 minute).
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import gzip  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -43,11 +59,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from winnow.filters.language import LanguageIdentifier  # noqa: E402
-from winnow.filters.lm_tokenizer import PieceCutter, words  # noqa: E402
-from winnow.filters.perplexity import PerplexityModel  # noqa: E402
-from winnow.filters.text_normalize import normalize_line  # noqa: E402
+from winnow.filters.lm_kernel import normalized_lines  # noqa: E402
+from winnow.filters.lm_train import build_kenlm, read_training_lines, train_lm  # noqa: E402
+from winnow.filters.perplexity import PerplexityModel, perplexity  # noqa: E402
+from winnow.filters.text_normalize import normalize_line_reference, normalize_lines  # noqa: E402
 
 DATA = Path(os.environ.get("WINNOW_SHARED_DATA", REPO.parent / "shared" / "data"))
+REFERENCE = {
+    "en": ["ref_text/wikitext2/valid.txt", "ref_text/wikitext2/test.txt"],
+    "zh": ["ref_text/cmrc2018/cmrc2018_contexts_zh.txt", "ref_text/drcd/drcd_contexts_zh_hant.txt"],
+}
 
 
 def load_documents() -> list[str]:
@@ -71,12 +92,49 @@ def spam_pages() -> list[str]:
 
 
 def ensure_models(root: Path) -> dict[str, Path]:
-    from winnow.pipeline.lm import train
+    for lang, files in REFERENCE.items():
+        train_lm(lang, [DATA / f for f in files], root / lang, log=print)
+    return {lang: root / lang for lang in REFERENCE}
 
-    ref = DATA / "ref_text"
-    train("en", [ref / "wikitext2" / "valid.txt", ref / "wikitext2" / "test.txt"], root / "en")
-    train("zh", [ref / "cmrc2018" / "cmrc2018_contexts_zh.txt", ref / "drcd" / "drcd_contexts_zh_hant.txt"], root / "zh")
-    return {"en": root / "en", "zh": root / "zh"}
+
+class CCNetModel:
+    """CCNet's scorer: its normaliser, a SentencePiece model and a KenLM model trained on its pieces."""
+
+    def __init__(self, root: Path, lang: str):
+        import kenlm
+        import sentencepiece as spm
+
+        lines, files = read_training_lines([DATA / f for f in REFERENCE[lang]])
+        tag = hashlib.sha256(json.dumps([f["sha256"] for f in files]).encode()).hexdigest()[:12]
+        d = root / "ccnet" / lang
+        sp_path, lm_path, done = d / "sp.model", d / "lm.binary", d / f"done-{tag}"
+        if not done.exists():
+            t = time.time()
+            d.mkdir(parents=True, exist_ok=True)
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=str(d / "sp"), vocab_size=8000,
+                                           model_type="unigram", character_coverage=0.9995, num_threads=1,
+                                           hard_vocab_limit=False, minloglevel=2)
+            sp = spm.SentencePieceProcessor(model_file=str(sp_path))
+            corpus = d / "corpus.txt"
+            corpus.write_text("".join(" ".join(sp.encode_as_pieces(x)) + "\n" for x in lines), encoding="utf-8")
+            build_kenlm(corpus, lm_path)
+            corpus.unlink()
+            done.touch()
+            print(f"[ccnet peer] {lang}: SentencePiece + KenLM trained in {time.time() - t:.1f}s")
+        self.sp = spm.SentencePieceProcessor(model_file=str(sp_path))
+        self.lm = kenlm.Model(str(lm_path))
+
+    def perplexity(self, text: str) -> float | None:
+        """``cc_net.perplexity.DocLM``: per line normalise, encode, score; pieces + 1 per line."""
+        total, length = 0.0, 0
+        for line in text.split("\n"):
+            line = normalize_line_reference(line)
+            if not line:
+                continue
+            pieces = self.sp.encode_as_pieces(line)
+            total += self.lm.score(" ".join(pieces))
+            length += len(pieces) + 1
+        return perplexity(total, length) if length else None
 
 
 def cpu_seconds(fn: Callable[[], object]) -> float:
@@ -97,7 +155,7 @@ def interleaved(contenders: dict[str, Callable[[], object]], reps: int) -> dict[
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, default=REPO / "models" / "lm")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
 
     docs = load_documents()
@@ -122,50 +180,80 @@ def main() -> int:
 
     # --- perplexity ---------------------------------------------------------------------------
     paths = ensure_models(args.models)
-    lms = {lang: PerplexityModel(p, lang) for lang, p in paths.items()}
+    ours = {lang: PerplexityModel(p, lang) for lang, p in paths.items()}
+    nocache = {lang: PerplexityModel(p, lang, cache=False) for lang, p in paths.items()}
+    python = {lang: PerplexityModel(p, lang, compiled=False) for lang, p in paths.items()}
+    ccnet = {lang: CCNetModel(args.models, lang) for lang in paths}
     by_lang: dict[str, list[str]] = {"en": [], "zh": []}
     for d in docs + spam_pages():
         p = lid.predict(d)
         if p.lang in by_lang and p.score >= 0.5:
             by_lang[p.lang].append(d)
-    mb = sum(len(d.encode("utf-8")) for v in by_lang.values() for d in v) / 1e6
+    all_docs = [d for v in by_lang.values() for d in v]
+    mb = sum(len(d.encode("utf-8")) for d in all_docs) / 1e6
 
-    def bare_ppl() -> None:
-        for lang, ds in by_lang.items():
-            tok, lm = lms[lang].tokenizer, lms[lang].lm
-            for d in ds:
-                lines = [n for n in (normalize_line(x) for x in d.split("\n")) if n]
-                total, length = 0.0, 0
-                for enc in tok.encode_batch([" ".join(words(n)) for n in lines], add_special_tokens=False):
-                    total += lm.score(" ".join(enc.tokens))
-                    length += len(enc.tokens) + 1
-                _ = 10 ** (-total / length) if length else None
+    # same output, checked before timing
+    for lang, ds in by_lang.items():
+        assert [ours[lang].perplexity(d) for d in ds] == [python[lang].perplexity(d) for d in ds] \
+            == [nocache[lang].perplexity(d) for d in ds], "kernel and Python path disagree"
+        assert all(normalized_lines(d) in (None, normalize_lines(d)) for d in ds), "normalisers disagree"
 
-    def ours_ppl() -> None:
-        for lang, ds in by_lang.items():
-            m = lms[lang]
-            m.cutter = PieceCutter(m.tokenizer)  # cold cache in every repetition
-            for d in ds:
-                m.perplexity(d)
+    def scorer(models: dict, fresh_cache: bool) -> Callable[[], None]:
+        def run() -> None:
+            for lang, ds in by_lang.items():
+                m = models[lang]
+                if fresh_cache:
+                    if m.pieces is not None:
+                        m.pieces.clear_cache()
+                    m.cutter = type(m.cutter)(m.tokenizer)
+                for d in ds:
+                    m.perplexity(d)
+        return run
 
-    precut = {lang: [" ".join(ps) for d in ds for ps in lms[lang].line_pieces(d)] for lang, ds in by_lang.items()}
+    precut = {lang: [" ".join(ps).encode("utf-8") for d in ds for ps in ours[lang].line_pieces(d)]
+              for lang, ds in by_lang.items()}
 
     def kenlm_only() -> None:
         for lang, lines in precut.items():
-            score = lms[lang].lm.score
+            score = ours[lang].lm.score
             for line in lines:
                 score(line)
 
-    t = interleaved({"bare": bare_ppl, "ours": ours_ppl, "kenlm_only": kenlm_only}, args.reps)
-    ppl_mbps = {k: mb / v for k, v in t.items()}
-    print(f"perplexity over {len(by_lang['en'])} en + {len(by_lang['zh'])} zh documents ({mb:.2f} MB), per CPU second:")
-    print(f"  bare normalize+encode+score loop   {ppl_mbps['bare']:6.2f} MB/s")
-    print(f"  PerplexityModel.perplexity         {ppl_mbps['ours']:6.2f} MB/s   ratio {ppl_mbps['ours'] / ppl_mbps['bare']:.3f}")
-    print(f"  kenlm.Model.score on pre-cut lines {ppl_mbps['kenlm_only']:6.2f} MB/s   (the KenLM calls alone: "
-          f"{t['kenlm_only'] / t['ours']:.0%} of our time)")
-    print(f"RESULT lid_vs_bare={lid_dps['ours'] / lid_dps['bare']:.3f} ppl_vs_bare={ppl_mbps['ours'] / ppl_mbps['bare']:.3f} "
-          f"lid_docs_per_s={lid_dps['ours']:.0f} ppl_mb_per_s={ppl_mbps['ours']:.2f} "
-          f"ppl_vs_kenlm_only={ppl_mbps['ours'] / ppl_mbps['kenlm_only']:.3f}")
+    def ccnet_ppl() -> None:
+        for lang, ds in by_lang.items():
+            m = ccnet[lang]
+            for d in ds:
+                m.perplexity(d)
+
+    t = interleaved({"ours": scorer(ours, True), "nocache": scorer(nocache, False), "python": scorer(python, True),
+                     "ccnet": ccnet_ppl, "kenlm_only": kenlm_only}, args.reps)
+    mbps = {k: mb / v for k, v in t.items()}
+    print(f"perplexity over {len(by_lang['en'])} en + {len(by_lang['zh'])} zh documents ({mb:.2f} MB), per CPU second "
+          f"(median of {args.reps}):")
+    print(f"  kenlm.Model.score alone on our pre-cut lines {mbps['kenlm_only']:6.2f} MB/s   (KenLM's share of our time: "
+          f"{t['kenlm_only'] / t['ours']:.0%})")
+    print(f"  ours: compiled kernel + KenLM, cold cache    {mbps['ours']:6.2f} MB/s")
+    print(f"  ours, word cache disabled                    {mbps['nocache']:6.2f} MB/s   ours/this {t['nocache'] / t['ours']:.2f}x")
+    print(f"  ours through the Python path (before)        {mbps['python']:6.2f} MB/s   ours/this {t['python'] / t['ours']:.2f}x")
+    print(f"  CCNet: normalise + sentencepiece + KenLM     {mbps['ccnet']:6.2f} MB/s   ours/this {t['ccnet'] / t['ours']:.2f}x")
+
+    def norm_py() -> None:
+        for d in all_docs:
+            normalize_lines(d)
+
+    def norm_kernel() -> None:
+        for d in all_docs:
+            normalized_lines(d)
+
+    tn = interleaved({"python": norm_py, "kernel": norm_kernel}, args.reps)
+    print(f"  normaliser alone: Python per line {mb / tn['python']:6.1f} MB/s, compiled table pass "
+          f"{mb / tn['kernel']:6.1f} MB/s ({tn['python'] / tn['kernel']:.1f}x; identical lines)")
+    print("  (ours and nocache include the Python call per document, the bytes split and KenLM; ccnet includes "
+          "its normaliser, sentencepiece and KenLM; no side includes model loading or language ID)")
+    print(f"RESULT ppl_vs_kenlm_only={t['kenlm_only'] / t['ours']:.3f} ppl_vs_ccnet={t['ccnet'] / t['ours']:.2f} "
+          f"ppl_vs_nocache={t['nocache'] / t['ours']:.2f} ppl_vs_python={t['python'] / t['ours']:.2f} "
+          f"ppl_mb_per_s={mbps['ours']:.2f} lid_vs_bare={lid_dps['ours'] / lid_dps['bare']:.3f} "
+          f"lid_docs_per_s={lid_dps['ours']:.0f} norm_kernel_vs_python={tn['python'] / tn['kernel']:.1f}")
     return 0
 
 

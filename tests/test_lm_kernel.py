@@ -72,21 +72,22 @@ def test_document_pieces_equal_the_python_path(models: dict[str, Path], shared_d
     slow = PerplexityModel(models[lang], lang, compiled=False)
     uncached = DocumentPieces(fast.tokenizer, cache=False)
     docs = real_documents(shared_data) + EDGE_CASES
+    wanted = [[" ".join(p) for p in slow.line_pieces(doc)] for doc in docs]
     checked = 0
     for rep in range(2):  # the second pass runs on a warm word cache
-        for doc in docs:
+        for doc, want in zip(docs, wanted):
             got = fast.pieces(doc)
             if got is None:
+                assert "Σ" in doc
                 continue
             lines, counts = got
-            want = [" ".join(p) for p in slow.line_pieces(doc)]
             assert [x.decode("utf-8") for x in lines] == want, doc[:200]
             assert list(counts) == [len(p.split(" ")) for p in want]
             if rep == 0:
                 assert uncached(doc)[0] == lines
             checked += 1
     assert checked > 2 * 900
-    for doc in docs + ["ΟΔΟΣ ΑΘΗΝΩΝ\nΣίσυφος"]:
+    for doc in docs[::5] + ["ΟΔΟΣ ΑΘΗΝΩΝ\nΣίσυφος"]:
         assert fast.score(doc) == slow.score(doc)  # exactly: the same floats summed in the same order
         assert fast.perplexity(doc) == slow.perplexity(doc)
 
