@@ -40,17 +40,23 @@ IO_COUNTERS = {"files_opened": 0, "bytes_written": 0, "files_written": 0}
 
 
 def _encode_parts(present: np.ndarray, num_parts: int) -> bytes:
-    """The partitions a file holds, in batch order: ``*`` for all of them, else ints joined by
-    commas (a few bytes per non-empty batch, which costs ≥ 192 B of Arrow framing anyway)."""
+    """The partitions a file holds, in batch order, in the shortest of three forms: ``*`` (all of
+    them), the present ones joined by commas, or ``-`` and the absent ones. Bounded by about half
+    a decimal number per partition; a non-empty batch costs ≥ 192 B of Arrow framing anyway."""
     if len(present) == num_parts:
         return b"*"
-    return ",".join(str(int(p)) for p in present).encode()
+    if 2 * len(present) <= num_parts:
+        return ",".join(str(int(p)) for p in present).encode()
+    absent = np.setdiff1d(np.arange(num_parts), present)
+    return b"-" + ",".join(str(int(p)) for p in absent).encode()
 
 
 def _decode_parts(raw: bytes, num_parts: int) -> np.ndarray | None:
     """Inverse of `_encode_parts`; None means every partition, batch index = partition."""
     if raw == b"*":
         return None
+    if raw.startswith(b"-"):
+        return np.setdiff1d(np.arange(num_parts), np.array(raw[1:].split(b","), dtype=np.int64))
     if not raw:
         return np.zeros(0, np.int64)
     return np.array(raw.split(b","), dtype=np.int64)
