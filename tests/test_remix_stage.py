@@ -92,6 +92,10 @@ def test_realised_shares_epochs_and_report(mixed):
     assert report["labels"]["rule/en/encyclopedia"] == 200 and report["labels"]["default/zh/other"] == 200
     # manifest counters carry the per-domain integers too
     assert m["counters"]["docs:reviews"] == report["groups"]["reviews"]["documents_out"]
+    # the second axis: output per language × domain
+    assert report["by_lang"]["zh/encyclopedia"]["rows_out"] + report["by_lang"]["en/encyclopedia"]["rows_out"] \
+        == report["groups"]["encyclopedia"]["rows_out"]
+    assert sum(v["bytes_out"] for v in report["by_lang"].values()) == report["output_units"]
 
 
 def test_arrow_shards_are_read_by_pyarrow_polars_duckdb_and_hf_datasets(mixed, tmp_path):
@@ -128,6 +132,26 @@ def test_same_seed_same_bytes_on_1_and_2_workers_other_seed_other_order(corpus_d
     before = _digests(tmp_path / "w1")
     again = _run(corpus_dir, tmp_path / "w1", workers=2)
     assert _digests(tmp_path / "w1") == before and again["shards"] == a["shards"]
+
+
+def test_token_budget_counted_with_a_tokenizer(corpus_dir, shared_data, tmp_path, ray_local):
+    """budget in tokens + tokenizer.json: units are tokens counted with `tokenizers`."""
+    from tokenizers import Tokenizer
+
+    tok = shared_data / "anchors" / "deepseek_llm_tokenizer.json"
+    m = _run(corpus_dir, tmp_path / "tok", workers=2, tokenizer=str(tok), budget={"tokens": 400_000},
+             mixture={"encyclopedia": 0.5, "code": 0.3, "reviews": 0.2})
+    report = json.loads((tmp_path / "tok" / REPORT).read_text())
+    assert report["units"] == "tokens" and report["bytes_per_token"] is None
+    assert abs(report["output_units"] - 400_000) < 0.01 * 400_000
+    for g, v in report["groups"].items():
+        assert not v["tokens_estimated"]
+        if v["target_share"] > 0:
+            assert abs(v["realised_share"] - v["target_share"]) < 0.005, (g, v)
+    # the counts are the tokenizer's: recount the output
+    texts = [x for sh in m["shards"] for x in shard_io.read_shard(tmp_path / "tok" / sh["path"], ["text"]).column("text").to_pylist()]
+    enc = Tokenizer.from_file(str(tok)).encode_batch(texts, add_special_tokens=False)
+    assert sum(len(e.ids) for e in enc) == report["output_units"]
 
 
 def test_default_temperature_mix_on_crawl_documents(shared_data, tmp_path, ray_local):

@@ -360,7 +360,7 @@ def build_report(cfg: RemixConfig, solution: dict[str, Any], summary: dict[str, 
     groups = {}
     for g, plan in sorted(solution.items()):
         b_out = counters.get(f"bytes:{g}", 0)
-        tok_counted = f"tokens:{g}" in counters
+        tok_counted = bool(cfg.tokenizer)   # with a tokenizer every document's tokens are counted
         groups[g] = {
             "documents_in": summary["docs"].get(g, 0),
             "documents_out": counters.get(f"docs:{g}", 0),
@@ -368,7 +368,7 @@ def build_report(cfg: RemixConfig, solution: dict[str, Any], summary: dict[str, 
             "repeated": counters.get(f"rows:{g}", 0) - counters.get(f"docs:{g}", 0),
             "bytes_in": summary["input_bytes_by_group"].get(g, 0),
             "bytes_out": b_out,
-            "tokens_out": counters.get(f"tokens:{g}") if tok_counted else round(b_out / cfg.bytes_per_token),
+            "tokens_out": counters.get(f"tokens:{g}", 0) if tok_counted else round(b_out / cfg.bytes_per_token),
             "tokens_estimated": not tok_counted,
             "epochs": (out_units[g] / plan.available) if plan.available else 0.0,
             "max_epochs": plan.max_epochs,
@@ -389,6 +389,8 @@ def build_report(cfg: RemixConfig, solution: dict[str, Any], summary: dict[str, 
         "seed": cfg.seed,
         "groups": groups,
         "labels": {k.replace("\t", "/"): v for k, v in sorted(summary["label_counts"].items())},
+        "by_lang": {k.split(":", 1)[1]: {"rows_out": v, "bytes_out": counters.get("lang_bytes:" + k.split(":", 1)[1], 0)}
+                    for k, v in sorted(counters.items()) if k.startswith("lang_rows:")},
         "phases": stats,
         "passes_over_data": 2,
     }

@@ -247,6 +247,13 @@ def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, nam
             counters[f"docs:{g}"] = int(row["_first_sum"] or 0)
             if row["_tokens_count"]:
                 counters[f"tokens:{g}"] = int(row["_tokens_sum"])
+        # the second axis: output rows and bytes per language × domain
+        by_lang = pa.table({"_k": pc.binary_join_element_wise(pc.fill_null(table.column("_lang"), "und"),
+                                                               table.column("domain"), "/"),
+                            "_bytes": table.column("_bytes")}).group_by("_k").aggregate([("_bytes", "sum"), ("_k", "count")])
+        for row in by_lang.to_pylist():
+            counters[f"lang_rows:{row['_k']}"] = int(row["_k_count"])
+            counters[f"lang_bytes:{row['_k']}"] = int(row["_bytes_sum"])
     kept = table.select(out_schema.names).cast(out_schema)
     if rej_pieces:
         rej = pa.concat_tables([shard_io.read_shard(p) for p in rej_pieces])
