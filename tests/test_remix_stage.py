@@ -185,6 +185,9 @@ def test_bad_input_errors_before_work(shared_data, tmp_path, ray_local):
     pq.write_table(pa.Table.from_pylist([{"id": d["id"], "url": d["url"]} for d in docs]), no_text / "part-00000.parquet")
     with pytest.raises(RemixInputError, match="no `text` column"):
         _run(no_text, tmp_path / "o2")
+    null_id = write_shards([dict(d, id=None) if k == 3 else d for k, d in enumerate(docs)], tmp_path / "null_id", 1)
+    with pytest.raises(RemixInputError, match="1 document.s. with a null `id`"):
+        _run(null_id, tmp_path / "o0")
     empty = write_shards([], tmp_path / "empty", 1)
     with pytest.raises(RemixInputError, match="empty input"):
         _run(empty, tmp_path / "o3")

@@ -187,6 +187,10 @@ class RemixStage(Stage):
             has_lang = has_lang and "lang" in schema.names
             rows += e.rows if e.rows is not None else shard_io.shard_rows(path)
             text_bytes += _text_bytes(path)
+            nulls = _null_ids(path)
+            if nulls:
+                raise RemixInputError(f"remix: input {path}: {nulls} document(s) with a null `id` "
+                                      f"(ids key the sampling and the shuffle)")
         if rows == 0:
             raise RemixInputError(f"remix: empty input: {len(entries)} shard(s) in {', '.join(inputs)} hold no documents")
         if self.config.by_lang_groups and not has_lang:
@@ -335,6 +339,26 @@ def _text_bytes(path: str) -> int:
             col = g.column(c)
             if col.path_in_schema == "text":
                 total += col.total_uncompressed_size
+    return total
+
+
+def _null_ids(path: str) -> int:
+    """Null ids of a shard: from the parquet column statistics (no data read), else the column."""
+    if path.endswith(".arrow"):
+        return shard_io.read_shard(path, ["id"]).column("id").null_count
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata
+    total = 0
+    for rg in range(md.num_row_groups):
+        g = md.row_group(rg)
+        for c in range(g.num_columns):
+            col = g.column(c)
+            if col.path_in_schema == "id":
+                st = col.statistics
+                if st is None or not st.has_null_count:
+                    return int(pq.read_table(path, columns=["id"]).column("id").null_count)
+                total += st.null_count
     return total
 
 

@@ -118,6 +118,8 @@ def label_shard(plan: Plan, i: int) -> dict[str, Any]:
         table = shard_io.read_shard(path)
     else:
         src = shard_io.read_shard(plan.inputs[i])
+        if "repeat" in src.column_names:   # a remixed input: this run's repeat index replaces it
+            src = src.drop_columns(["repeat"])
         table = lab.attach(src, lab.label_arrays(src, taxonomy=plan.taxonomy, classifier=plan.classifier,
                                                  classifier_chars=plan.classifier_chars,
                                                  min_prob=plan.classifier_min_prob))
