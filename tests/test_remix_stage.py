@@ -90,7 +90,9 @@ def test_realised_shares_epochs_and_report(mixed):
         rows = table.filter(pa.compute.equal(table.column("domain"), g))
         assert pa.compute.max(rows.column("repeat")).as_py() == want, g
     assert report["labels"]["rule/en/encyclopedia"] == 200 and report["labels"]["default/zh/other"] == 200
-    # manifest counters carry the per-domain integers too
+    # the manifest carries the report (without timings) and the per-domain integers
+    assert m["remix"]["groups"] == report["groups"] and "phases" not in m["remix"]
+    assert json.loads((out / "manifest.json").read_text())["remix"]["groups"]["code"]["max_epochs"] == 2.45
     assert m["counters"]["docs:reviews"] == report["groups"]["reviews"]["documents_out"]
     # the second axis: output per language × domain
     assert report["by_lang"]["zh/encyclopedia"]["rows_out"] + report["by_lang"]["en/encyclopedia"]["rows_out"] \

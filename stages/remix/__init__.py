@@ -257,6 +257,21 @@ class RemixStage(Stage):
                 pass
         return records  # type: ignore[return-value]
 
+    def check_output(self, manifest: dict[str, Any], records: Sequence[dict[str, Any]], out_dir: Path) -> None:
+        """Check the report against the manifest, and put it in the manifest (`manifest["remix"]`:
+        per domain and language documents, bytes, tokens, epochs, target vs realised share,
+        shortfall; timings stay in remix_report.json so equal runs give equal manifests).
+        The runner has no hook for extra manifest keys; this one is called before it writes."""
+        path = Path(out_dir) / REPORT
+        if not path.exists():
+            raise RemixInputError(f"remix: {path} missing: the stage did not finish its report")
+        report = shard_io.read_json(path)
+        rows = sum(v["rows_out"] for v in report["groups"].values())
+        if rows != manifest["kept"] + manifest["counters"].get("repeated", 0):
+            raise shard_io.AccountingError(f"remix: report has {rows} output rows, the manifest "
+                                           f"{manifest['kept']} kept + {manifest['counters'].get('repeated', 0)} repeated")
+        manifest["remix"] = {k: v for k, v in report.items() if k != "phases"}
+
     def _decide(self, labelled: list[dict[str, Any]], units: str, partitions: int) -> tuple[dict[str, Any], Any, dict[str, Any]]:
         """Driver step: solve the mixture on the group totals and turn it into copy rules."""
         from winnow.stages.remix import mixture as mx
