@@ -155,17 +155,25 @@ def _slot(key: np.int64, mask: np.int64) -> np.int64:
 
 
 @njit(cache=True, inline="always")
-def _child(keys: np.ndarray, vals: np.ndarray, node: np.int64, cp: np.int64) -> np.int64:
-    mask = np.int64(len(keys) - 1)
+def _child(table: np.ndarray, root: np.ndarray, node: np.int64, cp: np.int64) -> np.int64:
+    """Child of `node` by code point `cp`, or -1. The root's children below ``ROOT_DENSE`` are a
+    plain array; every other edge is a (key, child) row of an open-addressing table (key and
+    child side by side: one cache line per probe)."""
+    if node == 0 and cp < len(root):
+        return np.int64(root[cp])
+    mask = np.int64(len(table) - 1)
     key = node * np.int64(0x110000) + cp
     i = _slot(key, mask)
     while True:
-        k = keys[i]
+        k = table[i, 0]
         if k == key:
-            return vals[i]
+            return table[i, 1]
         if k == -1:
             return np.int64(-1)
         i = (i + 1) & mask
+
+
+ROOT_DENSE = 0x3000  # Latin, Greek, Cyrillic, ..., CJK punctuation: the root's children as an array
 
 
 class UnigramTrie:
@@ -197,16 +205,19 @@ class UnigramTrie:
                 node = nxt
             piece_id[node] = i
         size = 1 << max(4, (2 * len(edges) + 1).bit_length())
-        keys = np.full(size, -1, np.int64)
-        vals = np.full(size, -1, np.int64)
+        table = np.full((size, 2), -1, np.int64)
+        root = np.full(ROOT_DENSE, -1, np.int32)
         mask = size - 1
         for (node, cp), child in edges.items():
+            if node == 0 and cp < ROOT_DENSE:
+                root[cp] = child
+                continue
             key = node * 0x110000 + cp
             j = int(_slot(np.int64(key), np.int64(mask)))
-            while keys[j] != -1:
+            while table[j, 0] != -1:
                 j = (j + 1) & mask
-            keys[j], vals[j] = key, child
-        self.keys, self.vals = keys, vals
+            table[j, 0], table[j, 1] = key, child
+        self.keys, self.vals = table, root  # passed to the kernel as (table, root)
         self.piece_id = np.array(piece_id, np.int64)
 
 
