@@ -89,6 +89,7 @@ def test_default_102400_layout_filled_exactly_when_merges_run_out(shared_data):
     assert all(i < 102_400 for i in tok.encode("Hello 世界 2024 😀").ids)
 
 
+@pytest.mark.slow
 def test_default_ids_of_bos_and_eos_match_deepseek_when_100000_are_learned(shared_data):
     tok = train_bpe(corpus_texts(shared_data, 150), min_frequency=0)  # 4.4 MB
     assert tok.get_vocab_size(with_added_tokens=False) == 100_000
