@@ -147,18 +147,25 @@ def child_main(argv: list[str]) -> int:
     return 0
 
 
-def run_child(*args: str) -> dict:
-    """Run a child; add its peak RSS (GiB) from wait4."""
-    proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True,
+def start_child(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def finish_child(proc: subprocess.Popen) -> dict:
+    """Wait for a child; its JSON plus its own peak RSS (GiB) from wait4."""
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"child {args[:2]} failed with exit code {proc.returncode}")
+        raise SystemExit(f"child {proc.args[3:5]} failed with exit code {proc.returncode}")
     res = json.loads(out.strip().splitlines()[-1])
     res["peak_rss_gib"] = usage.ru_maxrss / 2**20
     return res
+
+
+def run_child(*args: str) -> dict:
+    return finish_child(start_child(*args))
 
 
 # --- fits -----------------------------------------------------------------------------------------
@@ -204,6 +211,7 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="write every figure here")
     ap.add_argument("--plot", default=None, help="write the study's plot here (PNG, matplotlib)")
     ap.add_argument("--workdir", default=None, help="where samples and trained tokenizers go (default: a temp dir)")
+    ap.add_argument("--resume", action="store_true", help="keep the sizes already in --json, run only the others")
     args = ap.parse_args()
 
     from tokenizers import Tokenizer
@@ -223,20 +231,39 @@ def main() -> int:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="winnow-tok-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict] = []
+    if args.resume and args.json and Path(args.json).exists():
+        rows = [r for r in json.loads(Path(args.json).read_text(encoding="utf-8"))["sizes"]]
+        print(f"resumed: sizes {[r['size_mb'] for r in rows]} MB from {args.json}")
+
+    def save() -> None:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"sizes": rows, "anchor_bytes_per_token": anchor_bpt, "fits": fits,
+                                                   "vocab_size": args.vocab_size, "heldout_mb": args.heldout_mb},
+                                                  indent=2) + "\n", encoding="utf-8")
+
+    fits: dict = {}
     for size in sorted(args.sizes):
+        if any(r["size_mb"] == size for r in rows):
+            continue
         sample = work / f"sample-{size:g}mb.jsonl"
         per_lang = write_sample(pool, size, sample)
         row: dict = {"size_mb": size, "sample_bytes": sum(per_lang.values()),
                      "sample_share": {k: v / sum(per_lang.values()) for k, v in sorted(per_lang.items())}}
+        # ours alone (its time and memory are the figures that matter), then plain and the
+        # pre-token count side by side
+        row["deepseek"] = run_child("train", str(sample), str(work / f"deepseek-{size:g}mb.json"), "deepseek",
+                                    str(args.vocab_size))
+        plain = start_child("train", str(sample), str(work / f"plain-{size:g}mb.json"), "plain", str(args.vocab_size))
+        count = start_child("count", str(sample), "-", "deepseek", "0")
+        row["plain"] = finish_child(plain)
+        row["unique_pretokens"] = finish_child(count)["unique_pretokens"]
         for kind in ("deepseek", "plain"):
-            out = work / f"{kind}-{size:g}mb.json"
-            res = run_child("train", str(sample), str(out), kind, str(args.vocab_size))
-            tok = Tokenizer.from_file(str(out))
-            res["bytes_per_token"] = {lang: score(kind, tok, lang, texts).bytes_per_token for lang, texts in held.items()}
-            row[kind] = res
-        row["unique_pretokens"] = run_child("count", str(sample), "-", "deepseek", "0")["unique_pretokens"]
+            tok = Tokenizer.from_file(str(work / f"{kind}-{size:g}mb.json"))
+            row[kind]["bytes_per_token"] = {lang: score(kind, tok, lang, texts).bytes_per_token for lang, texts in held.items()}
         rows.append(row)
+        rows.sort(key=lambda r: r["size_mb"])
+        save()
         d, p = row["deepseek"], row["plain"]
         print(f"{size:>6g} MB: ours {d['wall_s']:6.1f} s wall {d['cpu_s']:6.1f} s cpu  peak RSS {d['peak_rss_gib']:.2f} GiB  "
               f"learned {d['learned']:,}  unique pre-tokens {row['unique_pretokens']:,}  | plain {p['wall_s']:.1f} s "
@@ -254,7 +281,6 @@ def main() -> int:
         print(f"{row['size_mb']:>6g} " + " ".join(f"{c:>24}" for c in cells))
 
     sizes_b = [r["sample_bytes"] for r in rows]
-    fits: dict = {}
     if len(rows) >= 3:
         k, beta = fit_power(sizes_b, [r["unique_pretokens"] for r in rows])
         u_24 = k * TARGET_BYTES ** beta
@@ -288,10 +314,7 @@ def main() -> int:
     vs_plain = min(last["deepseek"]["bytes_per_token"][lang] / last["plain"]["bytes_per_token"][lang]
                    for lang in KEY_LANGS if lang in anchor_bpt)
     s_per_100mb = last["deepseek"]["wall_s"] * 100e6 / last["sample_bytes"]
-    if args.json:
-        Path(args.json).write_text(json.dumps({"sizes": rows, "anchor_bytes_per_token": anchor_bpt, "fits": fits,
-                                               "vocab_size": args.vocab_size, "heldout_mb": args.heldout_mb},
-                                              indent=2) + "\n", encoding="utf-8")
+    save()
     if args.plot and fits:
         plot(rows, anchor_bpt, fits, langs, Path(args.plot))
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
