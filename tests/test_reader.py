@@ -256,8 +256,11 @@ def test_torch_stacked_micro_batches_keep_the_order(packs):
     loader = DataLoader(TorchPackedDataset(core, stack_micro_batches=True), batch_size=None, num_workers=2)
     for i, batch in enumerate(loader):
         assert batch["input_ids"].shape == (3, S) and batch["cu_seqlens"].shape == (3, core.cu_len)
-        for row in batch["input_ids"]:
-            assert np.array_equal(row.numpy(), next(ref)["input_ids"])
+        assert all(v.is_contiguous() for v in batch.values())
+        for i in range(3):
+            want = next(ref)
+            for k in want:
+                assert np.array_equal(batch[k][i].numpy(), want[k]), k
         if i == 5:
             break
 

@@ -228,6 +228,7 @@ class PackedDataset:
             [[p.fingerprint for p in g] for g in self.components]
             + [self.weights, self.seed, self.samples_per_epoch, self.seq_len]).encode()).hexdigest()[:32]
         self._arange = np.arange(seq_len + 1, dtype=np.int64)
+        self._buf = np.empty(seq_len + 1, dtype=np.int64)  # one window, reused
         self._perms: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
         self.start = 0        # global position this iterator started from (a multiple of world_size)
         self.yielded = 0      # samples this rank has yielded since `start`
@@ -268,17 +269,20 @@ class PackedDataset:
 
     def sample(self, position: int) -> dict[str, np.ndarray]:
         """The sample at global position `position`."""
-        pieces, lens = self._component_window(*self.sample_id(position))
-        return self._build(pieces, lens)
+        S = self.seq_len
+        out = {"input_ids": np.empty(S, dtype=np.int64), "labels": np.empty(S, dtype=np.int64),
+               "position_ids": np.empty(S, dtype=np.int64), "cu_seqlens": np.empty(self.cu_len, dtype=np.int32)}
+        self.sample_into(position, out["input_ids"], out["labels"], out["position_ids"], out["cu_seqlens"])
+        return out
 
-    def _build(self, pieces: list[np.ndarray], lens: np.ndarray) -> dict[str, np.ndarray]:
-        """One window's arrays. Written as slice copies over the few pieces of a window: a sample
-        costs a handful of numpy calls whatever seq_len is (bench/pack.py measures it)."""
+    def sample_into(self, position: int, inp: np.ndarray, labels: np.ndarray, pos: np.ndarray, cu: np.ndarray) -> None:
+        """Write the sample at `position` into given arrays: `inp`, `labels`, `pos` (seq_len
+        each), `cu` (cu_len). Slice copies over the few pieces of a window: a handful of numpy
+        calls whatever seq_len is."""
+        pieces, _ = self._component_window(*self.sample_id(position))
         S = self.seq_len
         ar = self._arange
-        buf = np.empty(S + 1, dtype=np.int64)
-        pos = np.empty(S, dtype=np.int64)
-        cu = np.empty(self.cu_len, dtype=np.int32)
+        buf = self._buf
         cu[0] = 0
         n, k = 0, 1
         for piece in pieces:
@@ -295,10 +299,10 @@ class PackedDataset:
         if n < S:
             pos[n:] = ar[:S - n]        # padding is a segment of its own
         cu[k:] = S
-        labels = buf[1:].copy()
+        inp[:] = buf[:S]
+        labels[:] = buf[1:]
         if n < S + 1:
             labels[max(n - 1, 0):] = IGNORE_INDEX
-        return {"input_ids": buf[:S], "labels": labels, "position_ids": pos, "cu_seqlens": cu}
 
     # --- iteration and state -------------------------------------------------------------------
     def positions(self, worker: int = 0, num_workers: int = 1) -> Iterator[int]:
@@ -384,16 +388,22 @@ def _torch_packed_dataset_class() -> Any:
         def __iter__(self) -> Iterator[dict[str, Any]]:
             info = get_worker_info()
             worker, n = (info.id, info.num_workers) if info is not None else (0, 1)
-            samples = self.dataset.iter_samples(worker, n)
             if not self.stack:
-                for s in samples:
+                for s in self.dataset.iter_samples(worker, n):
                     yield {k: torch.from_numpy(v) for k, v in s.items()}
                 return
-            # whole micro-batches, stacked in the worker: use DataLoader(batch_size=None)
-            mb = self.dataset.micro_batch
+            # whole micro-batches built in place in one shared tensor (one transfer per batch
+            # instead of one per array and sample): use DataLoader(batch_size=None)
+            ds = self.dataset
+            mb, S = ds.micro_batch, ds.seq_len
+            positions = ds.positions(worker, n)
             while True:
-                group = [next(samples) for _ in range(mb)]
-                yield {k: torch.from_numpy(np.stack([g[k] for g in group])) for k in group[0]}
+                tok = torch.empty((3, mb, S), dtype=torch.int64)
+                cu = torch.empty((mb, ds.cu_len), dtype=torch.int32)
+                t, c = tok.numpy(), cu.numpy()
+                for i in range(mb):
+                    ds.sample_into(next(positions), t[0, i], t[1, i], t[2, i], c[i])
+                yield {"input_ids": tok[0], "labels": tok[1], "position_ids": tok[2], "cu_seqlens": cu}
 
         def state_dict(self, samples_seen: int) -> dict[str, Any]:
             return self.dataset.state_dict(samples_seen)
