@@ -205,6 +205,29 @@ def test_bad_input_errors_before_work(shared_data, tmp_path, ray_local):
         _run(no_lang, tmp_path / "o5", mixture={"en/news": 1.0})
 
 
+def test_gather_takes_rows_per_batch_in_the_given_order(tmp_path):
+    """The gather's row take across several label files of several record batches gives the
+    rows in the given order (what a concat + take gives, without concatenating the files)."""
+    import numpy as np
+
+    from winnow.stages.remix import phases as ph
+
+    plan = ph.Plan(work=str(tmp_path), inputs=("a", "b", "c"), seed=0, by_lang=False, taxonomy=None, classifier=None,
+                   classifier_chars=2000, classifier_min_prob=0.0, tokenizer=None, units="bytes")
+    tables = []
+    for s, n in enumerate((20000, 5, 9000)):   # 20,000 rows: 3 record batches of 8,192
+        t = pa.table({"id": [f"{s}-{r}" for r in range(n)], "text": [f"text {s} {r}" * (r % 7) for r in range(n)]})
+        ph.write_work(t, ph.labelled_path(plan, s))
+        tables.append(t)
+    rng = np.random.default_rng(1)
+    src = rng.integers(0, 3, 5000)
+    idx = np.array([rng.integers(0, (20000, 5, 9000)[s]) for s in src])
+    got = ph._take_in_order(plan, tables[0].schema, src, idx)
+    base = np.array([0, 20000, 20005])
+    want = pa.concat_tables(tables).take(pa.array(base[src] + idx))
+    assert got.equals(want)
+
+
 def test_cli_flags_map_onto_the_config(tmp_path):
     import argparse
 

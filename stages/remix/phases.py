@@ -225,13 +225,7 @@ def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, nam
         idx = index.column("_idx").to_numpy()
         rep = index.column("repeat").to_numpy()
         order = np.lexsort((rep, idx, src, index.column("_shuffle").to_numpy()))
-        sources = sorted(set(src.tolist()))
-        tables = [_align(shard_io.read_shard(labelled_path(plan, s)), decisions.schema) for s in sources]
-        offsets = dict(zip(sources, np.cumsum([0] + [t.num_rows for t in tables[:-1]]).tolist()))
-        base = np.zeros(max(sources) + 1, dtype=np.int64)   # source shard -> its first row in the concat
-        for s_, off in offsets.items():
-            base[s_] = off
-        table = pa.concat_tables(tables).take(pa.array(base[src[order]] + idx[order]))
+        table = _take_in_order(plan, decisions.schema, src[order], idx[order])
         repeat = rep[order].astype(np.int32)
         table = table.append_column("repeat", pa.array(repeat, pa.int32()))
     else:
@@ -269,6 +263,31 @@ def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, nam
                               config_hash=config_hash, fingerprint=fingerprint, counters=counters)
 
 
+def _take_in_order(plan: Plan, schema: pa.Schema, src: np.ndarray, idx: np.ndarray) -> pa.Table:
+    """Rows (label file `src[k]`, row `idx[k]`) in the order given, with memory bounded by the
+    output: `take` on a chunked table would first concatenate every chunk (here: every label
+    file, the whole dataset), so rows are taken per record batch of each memory-mapped file, the
+    pieces combined (one copy of the partition) and put in order by one last take."""
+    pieces: list[pa.Table] = []
+    positions: list[np.ndarray] = []
+    for s in np.unique(src).tolist():
+        t = _align(shard_io.read_shard(labelled_path(plan, s)), schema)
+        at = np.flatnonzero(src == s)            # where these rows go in the output
+        rows = idx[at]
+        batches = t.to_batches()
+        starts = np.cumsum([0] + [b.num_rows for b in batches])
+        which = np.searchsorted(starts, rows, side="right") - 1
+        for b in np.unique(which).tolist():
+            sel = which == b
+            pieces.append(pa.Table.from_batches([batches[b].take(pa.array(rows[sel] - starts[b]))], schema=schema))
+            positions.append(at[sel])
+    combined = pa.concat_tables(pieces).combine_chunks()
+    del pieces
+    inverse = np.empty(len(src), dtype=np.int64)
+    inverse[np.concatenate(positions)] = np.arange(len(src), dtype=np.int64)
+    return combined.take(pa.array(inverse))
+
+
 def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A label file with the columns of the unified schema (inputs of several stages may differ)."""
     if table.schema.equals(schema):
@@ -280,13 +299,12 @@ def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _attach_rejected_text(plan: Plan, rejected: pa.Table) -> pa.Table:
     """Texts of not-sampled documents for `keep_rejected_text` (looked up in the labelled shards)."""
-    want = set(rejected.column("id").to_pylist())
+    want = rejected.column("id")
     texts: dict[str, str] = {}
     for i in range(len(plan.inputs)):
         t = shard_io.read_shard(labelled_path(plan, i), columns=["id", "text"])
-        for doc_id, text in zip(t.column("id").to_pylist(), t.column("text").to_pylist()):
-            if doc_id in want:
-                texts[doc_id] = text
+        t = t.filter(pc.is_in(t.column("id"), value_set=want.combine_chunks()))
+        texts.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
     return rejected.set_column(rejected.column_names.index("text"), "text",
                                pa.array([texts.get(i) for i in rejected.column("id").to_pylist()], pa.string()))
 
