@@ -348,10 +348,3 @@ def commit_remix_shard(stage_dir: Path, name: str, *, kept: pa.Table, rejected: 
         record["stats"] = record_stats(str(stage_dir), kept, rejected, None)
     shard_io.write_json_atomic(record, progress_path)
     return record
-
-
-def remove_file(path: str | os.PathLike[str]) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
