@@ -18,11 +18,11 @@ Key sets (rows per map task, uint64 keys, partition = key mod P, like the band a
 ``dense`` 4,096 rows (every map file holds almost every partition: the band-key shuffle),
 ``sparse`` 16 rows (the edge, component and election shuffles of a corpus with few duplicates),
 ``empty`` 0 rows (late component rounds). Reduce side: the same evenly spaced sample of
-``--reduce-sample`` reducers (default 64) on both sides; files opened per reducer is the mean
+``--reduce-sample`` reducers (default 16) on both sides; files opened per reducer is the mean
 over that sample, totals and reduce time are scaled to P.
 
 Last line: ``RESULT files_per_reducer_before=… files_per_reducer_after=… bytes_ratio_sparse=…``.
-Run: ``.venv/bin/python bench/shuffle.py`` from the repo root (about a minute on 2 cores).
+Run: ``.venv/bin/python bench/shuffle.py`` from the repo root (about 5 minutes on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--maps", type=int, default=1024, help="S: map tasks")
     ap.add_argument("--partitions", type=int, default=1024, help="P: reduce partitions")
-    ap.add_argument("--reduce-sample", type=int, default=64, help="reducers run on each side (evenly spaced)")
+    ap.add_argument("--reduce-sample", type=int, default=16, help="reducers run on each side (evenly spaced)")
     args = ap.parse_args()
     S, P = args.maps, args.partitions
     before = load_before()

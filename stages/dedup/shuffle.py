@@ -6,7 +6,8 @@ the schema metadata lists which partitions those batches are (``winnow.parts``),
 partition costs no bytes at all (the former layout wrote an empty batch for every partition:
 ≥ 192 B each, 6.3 MB for an empty file at P = 32,768). After a phase, the driver writes
 ``_directory.npy`` into each shuffle directory from the tasks' done records (no file is read):
-for partition j, the map files that hold rows of j. A reduce task reads that one row of the
+for partition j, the map files that hold rows of j (sparse files listed by what they hold, dense
+ones by what they lack, so the directory is as small as the records). A reduce task reads that one row of the
 directory (memory-mapped) and opens only those files, taking its batch from each: O(S + P) files
 created per phase, and a reducer opens the files that hold its partition, not all S.
 
@@ -183,8 +184,10 @@ def publish_directories(results: Sequence[Any]) -> list[Path]:
     """Write ``_directory.npy`` into every shuffle directory the tasks' done records name.
 
     Called by the driver after a phase (all its tasks done): nothing is read but the records.
-    Layout (int64): magic, number of files listed, partitions, n_all, the file numbers holding
-    every partition, then CSR indptr (partitions + 1) and file numbers per partition."""
+    Layout (int64): magic, files listed, partitions, then three lists of file numbers: the files
+    holding every partition; per partition (CSR: indptr of partitions + 1, then the numbers) the
+    sparse files holding it; per partition the dense files *not* holding it. A file is sparse or
+    dense as its record says (`_encode_parts`), so the directory is bounded like the records."""
     by_dir: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         if not isinstance(r, dict):
@@ -198,22 +201,29 @@ def publish_directories(results: Sequence[Any]) -> list[Path]:
             continue  # files of differing partition counts: readers fall back to opening all
         P = nums.pop()
         everything: list[int] = []
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
+        present: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        absent: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         for rec in sorted(recs, key=lambda r: r["path"]):
             f = _file_number(rec["path"])
-            parts = _decode_parts(rec["parts"].encode(), P)
-            if parts is None:
+            raw = rec["parts"].encode()
+            if raw == b"*" or raw.startswith(b"-"):
                 everything.append(f)
+                parts = np.setdiff1d(np.arange(P), _decode_parts(raw, P)) if raw != b"*" else np.zeros(0, np.int64)
+                target = absent
             else:
-                rows.append(parts)
-                cols.append(np.full(len(parts), f, np.int64))
-        r_all = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        c_all = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-        order = np.lexsort((c_all, r_all))
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(r_all, minlength=P))])
-        arr = np.concatenate([[_DIR_MAGIC, len(recs), P, len(everything)], sorted(everything), indptr,
-                              c_all[order]]).astype(np.int64)
+                parts = _decode_parts(raw, P)
+                target = present
+            target[0].append(parts)
+            target[1].append(np.full(len(parts), f, np.int64))
+
+        def csr(rows: list[np.ndarray], cols: list[np.ndarray]) -> list[np.ndarray]:
+            r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+            c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+            order = np.lexsort((c, r))
+            return [np.concatenate([[0], np.cumsum(np.bincount(r, minlength=P))]), c[order]]
+
+        arr = np.concatenate([[_DIR_MAGIC, len(recs), P, len(everything)], sorted(everything),
+                              *csr(*present), *csr(*absent)]).astype(np.int64)
         dest = Path(d) / DIRECTORY
         with shard_io.atomic_path(dest) as tmp:
             with open(tmp, "wb") as f_out:
@@ -244,7 +254,11 @@ def files_holding(paths: Sequence[str | os.PathLike[str]], part: int) -> list[st
         return paths
     base = 4 + n_all
     lo, hi = int(arr[base + part]), int(arr[base + part + 1])
-    holders = set(arr[4:base].tolist()) | set(arr[base + P + 1 + lo:base + P + 1 + hi].tolist())
+    n_present = int(arr[base + P])
+    holders = set(arr[base + P + 1 + lo:base + P + 1 + hi].tolist())
+    base2 = base + P + 1 + n_present
+    lo, hi = int(arr[base2 + part]), int(arr[base2 + part + 1])
+    holders |= set(arr[4:base].tolist()) - set(arr[base2 + P + 1 + lo:base2 + P + 1 + hi].tolist())
     return [p for p, n in zip(paths, nums) if n in holders]
 
 
