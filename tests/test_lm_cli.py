@@ -93,3 +93,21 @@ def test_build_script_is_idempotent() -> None:
     proc = subprocess.run(["bash", str(REPO / "deploy" / "build_kenlm.sh"), str(venv)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "nothing to do" in proc.stdout
+
+
+def test_cutoffs_from_a_stage_directory(zh_model: Path, shared_data: Path, tmp_path: Path) -> None:
+    """The CLI resolves a directory of shards; the library (filters/lm_train.py) takes files only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from winnow.filters.lm_train import read_documents
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    paragraphs = (shared_data / "ref_text" / "cmrc2018" / "cmrc2018_contexts_zh.txt").read_text(encoding="utf-8").splitlines()
+    pq.write_table(pa.table({"text": paragraphs[:60], "lang": ["zh"] * 60}), stage / "part-00000.parquet")
+    out = tmp_path / "cutoffs.csv"
+    assert main(["lm", "cutoffs", "--model", f"zh={zh_model}", "--in", str(stage), "--out", str(out)]) == 0
+    assert set(read_percentile_csv(out)) == {"zh"}
+    with pytest.raises(ValueError, match="is a directory"):
+        list(read_documents([stage]))
