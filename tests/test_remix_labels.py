@@ -95,6 +95,13 @@ def test_host_rule_precision_on_hand_checked_sample(rules, no_network):
     assert precision >= 0.85
 
 
+def test_classifier_text_view():
+    from winnow.filters.topic_classifier import prepare_text
+
+    assert prepare_text("Hello  World\n中文字 テスト 한국어\tx") == "hello world 中 文 字 テ ス ト 한 국 어 x"
+    assert prepare_text("a" * 5000, max_chars=100) == "a" * 100
+
+
 def test_label_columns_and_sources(shared_data):
     docs = read_corpus(shared_data, "imdb_reviews-000", 5) + read_corpus(shared_data, "chinese_poetry-000", 5)
     table = label_table(pa.Table.from_pylist(docs), taxonomy=None, classifier=None)
