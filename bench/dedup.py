@@ -248,8 +248,6 @@ def run_stage_on(table: pa.Table, work: Path, shards: int = 2, **cfg: Any) -> tu
 
 
 def bench_quality(shared: Path, tmp: Path, zh_jieba: bool) -> dict[str, Any]:
-    from winnow.stages.dedup import phases as ph
-
     out: dict[str, Any] = {}
     sets = [("English", graded.build_families(graded.english_bases(shared), seed=0), "char"),
             ("Chinese cjk=char", graded.build_families(graded.chinese_bases(shared), seed=0, zh=True), "char")]

@@ -49,6 +49,7 @@ N_CP = sys.maxunicode + 1
 SIGMA = 0x3A3
 # character classes of normalised text
 OTHER, HAN, PUNCT, SPACE = 0, 1, 2, 3
+MARK = ord(WORD_MARK)  # "▁", put before every run of other characters
 _SEP = "\ue000"  # private use: identity under lower/NFD/translate, combining class 0
 
 
@@ -448,10 +449,10 @@ def _document(cps, norm_off, norm_pool, is_space, unsafe, cls, tkeys, tvals, pie
                 pieces += 1
                 i += 1
                 continue
-            w[0] = 0x2581
+            w[0] = MARK
             wn = 1
             h = np.uint64(0xCBF29CE484222325)
-            h = (h ^ np.uint64(0x2581)) * np.uint64(0x100000001B3)
+            h = (h ^ np.uint64(MARK)) * np.uint64(0x100000001B3)
             while i < m:
                 c = norm[i]
                 if cls[c] != OTHER:
@@ -588,4 +589,4 @@ def _normalize(cps, norm_off, norm_pool, is_space, unsafe, max_exp):
     return out, o
 
 
-__all__ = ["DocumentPieces", "UnigramTrie", "normalized_lines", "tables", "WORD_MARK"]
+__all__ = ["DocumentPieces", "UnigramTrie", "normalized_lines", "tables"]
