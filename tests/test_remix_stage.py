@@ -134,6 +134,13 @@ def test_same_seed_same_bytes_on_1_and_2_workers_other_seed_other_order(corpus_d
     before = _digests(tmp_path / "w1")
     again = _run(corpus_dir, tmp_path / "w1", workers=2)
     assert _digests(tmp_path / "w1") == before and again["shards"] == a["shards"]
+    # a run killed after some commits: the missing shard is redone, byte-identical
+    assert len(a["shards"]) >= 2
+    for sub, ext in (("data", "arrow"), ("rejected", "parquet"), ("_progress", "json")):
+        (tmp_path / "w1" / sub / f"part-00001.{ext}").unlink()
+    (tmp_path / "w1" / "manifest.json").unlink()
+    resumed = _run(corpus_dir, tmp_path / "w1", workers=2)
+    assert _digests(tmp_path / "w1") == before and resumed["shards"] == a["shards"]
 
 
 def test_token_budget_counted_with_a_tokenizer(corpus_dir, shared_data, tmp_path, ray_local):
@@ -154,6 +161,25 @@ def test_token_budget_counted_with_a_tokenizer(corpus_dir, shared_data, tmp_path
     texts = [x for sh in m["shards"] for x in shard_io.read_shard(tmp_path / "tok" / sh["path"], ["text"]).column("text").to_pylist()]
     enc = Tokenizer.from_file(str(tok)).encode_batch(texts, add_special_tokens=False)
     assert sum(len(e.ids) for e in enc) == report["output_units"]
+
+
+def test_classifier_labels_documents_without_urls(corpus_dir, shared_data, tmp_path, ray_local):
+    """With a trained topic classifier, documents no rule labels (poetry, LibreOffice help: no
+    URL) get `domain_source` classifier; the model's sha256 is part of the config hash."""
+    from remix_corpus import read_corpus
+    from winnow.stages.remix.cli import MODEL_NAME, train_classifier
+
+    docs = [d for name in ("wikipedia_en-001", "imdb_reviews-000", "github_code-000")
+            for d in read_corpus(shared_data, name, 1200, 3000)[-600:]]
+    m = train_classifier([str(write_shards(docs, tmp_path / "train", 1))], tmp_path / "model")
+    model = str(tmp_path / "model" / MODEL_NAME)
+    out = _run(corpus_dir, tmp_path / "out", workers=2, classifier=model)
+    report = json.loads((tmp_path / "out" / REPORT).read_text())
+    # 200 poems + 200 LibreOffice help pages have no URL: the classifier labels exactly those
+    assert sum(v for k, v in report["labels"].items() if k.startswith("classifier/")) == 400
+    assert not any(k.startswith("default/") for k in report["labels"])   # min_prob 0: every document labelled
+    assert RemixStage({"classifier": model}).config_hash() != RemixStage({}).config_hash()
+    assert out["input"] == 1200 and m["sha256"]
 
 
 def test_default_temperature_mix_on_crawl_documents(shared_data, tmp_path, ray_local):
