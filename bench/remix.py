@@ -27,7 +27,7 @@ Data: real documents of ../shared/data/corpus (English and Chinese Wikipedia, IM
 code, classical Chinese poetry, LibreOffice help), ~35 MB of text in 4 parquet shards.
 Last line: ``RESULT remix_vs_copy=… label_vs_fasttext=… label_forced_vs_fasttext=…``.
 
-Run: ``.venv/bin/python bench/remix.py`` from the repo root (about 2-4 minutes on 2 cores;
+Run: ``.venv/bin/python bench/remix.py`` from the repo root (about 1-2 minutes on 2 cores;
 ``--quick`` for a smoke run on ~5 MB).
 """
 
