@@ -15,6 +15,7 @@ and a shard without its commit record is simply rewritten by the next run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -87,10 +88,37 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if _is_disk_full(exc):
+            raise DiskFull(f"{path}: no space left on device while writing it ({_free_space(path.parent)} free "
+                           f"on its filesystem); nothing partial is visible: free space and rerun, finished "
+                           f"shards are kept") from exc
         raise
+
+
+class DiskFull(OSError):
+    """A write ran out of space (ENOSPC / EDQUOT, or a file-size limit); the message names the file."""
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC, EDQUOT or EFBIG from the OS, or pyarrow's IOError carrying that message."""
+    if isinstance(exc, DiskFull):
+        return False
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    text = str(exc)
+    return isinstance(exc, (OSError, pa.ArrowException)) and (
+        "No space left on device" in text or "Disk quota exceeded" in text or "File too large" in text)
+
+
+def _free_space(directory: Path) -> str:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return "unknown"
+    return f"{st.f_bavail * st.f_frsize:,} bytes"
 
 
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str], *, relative_to: str | os.PathLike[str] | None = None,
@@ -121,14 +149,77 @@ def write_arrow_atomic(table: pa.Table, path: str | os.PathLike[str], *, relativ
     return ShardFile(path=shown, rows=table.num_rows, bytes=size, sha256=digest)
 
 
+class ShardCorrupt(ValueError):
+    """A shard whose bytes are not what its stage committed (flipped bytes, a truncated or
+    replaced file), or that cannot be parsed; the message names the file and what to rerun."""
+
+
+#: manifest path -> ((mtime_ns, size), {absolute shard path: sha256}); files verified already
+_MANIFEST_SUMS: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def expected_sha256(path: str | os.PathLike[str]) -> tuple[str, Path] | None:
+    """The sha256 the finished stage's manifest records for shard `path` (`STAGE/data/NAME`),
+    and that manifest's path; None for a file no manifest lists (work files, hand-made inputs)."""
+    p = Path(os.path.abspath(path))
+    if p.parent.name != DATA_DIR:
+        return None
+    manifest = p.parent.parent / MANIFEST
+    try:
+        st = os.stat(manifest)
+    except OSError:
+        return None
+    key = str(manifest)
+    cached = _MANIFEST_SUMS.get(key)
+    if cached is None or cached[0] != (st.st_mtime_ns, st.st_size):
+        try:
+            m = read_json(manifest)
+            sums = {str(manifest.parent / s["path"]): s["sha256"] for s in m.get("shards", [])
+                    if isinstance(s, dict) and s.get("sha256") and s.get("path")}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+        cached = _MANIFEST_SUMS[key] = ((st.st_mtime_ns, st.st_size), sums)
+    digest = cached[1].get(str(p))
+    return (digest, manifest) if digest else None
+
+
+def verify_shard(path: str | os.PathLike[str]) -> None:
+    """Raise ShardCorrupt when `path` is a shard of a finished stage whose bytes differ from the
+    sha256 its manifest records. Each (file, mtime, size) is hashed once per process."""
+    expected = expected_sha256(path)
+    if expected is None:
+        return
+    digest, manifest = expected
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, digest)
+    if key in _VERIFIED:
+        return
+    actual = sha256_file(path)
+    if actual != digest:
+        raise ShardCorrupt(f"{path}: corrupt shard: sha256 {actual[:16]}… does not match {digest[:16]}… "
+                           f"recorded in {manifest}; the file changed after its stage finished "
+                           f"(disk or copy error): rerun the stage in {manifest.parent}")
+    _VERIFIED.add(key)
+
+
 def read_shard(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
-    """A kept-document shard of any stage: parquet, or Arrow IPC (`.arrow`, memory-mapped)."""
+    """A kept-document shard of any stage: parquet, or Arrow IPC (`.arrow`, memory-mapped).
+
+    A shard of a finished stage is checked against the sha256 its manifest records first, and
+    a file pyarrow cannot parse is reported naming it: both raise `ShardCorrupt`."""
     path = str(path)
-    if path.endswith(".arrow"):
-        with pa.memory_map(path, "r") as source:
-            table = pa.ipc.open_file(source).read_all()
-        return table.select(columns) if columns is not None else table
-    return pq.read_table(path, columns=columns)
+    verify_shard(path)
+    try:
+        if path.endswith(".arrow"):
+            with pa.memory_map(path, "r") as source:
+                table = pa.ipc.open_file(source).read_all()
+            return table.select(columns) if columns is not None else table
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ShardCorrupt(f"{path}: unreadable shard ({type(exc).__name__}: {exc}); rerun the stage that wrote it") from exc
 
 
 def shard_rows(path: str | os.PathLike[str]) -> int:
@@ -356,6 +447,16 @@ def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: s
     files = [Path(stage_dir) / p for p in named] if len(named) == 2 else [data, rejected]
     if not all(f.exists() for f in files):
         return None
+    # a file cut short (or grown) since its commit is redone; sizes are cheap to check here,
+    # full checksums are checked when a shard is read (`verify_shard`)
+    for k in ("data", "rejected_file"):
+        entry = record.get(k)
+        if isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("path"), str):
+            try:
+                if os.path.getsize(Path(stage_dir) / entry["path"]) != entry["bytes"]:
+                    return None
+            except OSError:
+                return None
     return record
 
 
