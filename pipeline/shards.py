@@ -74,6 +74,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield a temp path beside `path`; on success fsync it and rename it over `path`, on any
@@ -81,6 +90,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode, as open() would
     os.close(fd)
     try:
         yield tmp
@@ -310,11 +320,14 @@ def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def upstream_kept(stage_dir: str | os.PathLike[str]) -> int:
-    """How many documents a stage directory hands on: its manifest's `kept`, or for a hand-made
-    directory of shards the row count of their footers. What the next stage must report as input."""
+    """How many documents a stage directory hands on: its manifest's `kept` plus the extra copies
+    it wrote (counter `repeated`: remix repeats whole documents, so its shards hold kept + repeated
+    rows), or for a hand-made directory of shards the row count of their footers. What the next
+    stage must report as input."""
     manifest = Path(stage_dir) / MANIFEST
     if manifest.exists():
-        return int(read_json(manifest)["kept"])
+        m = read_json(manifest)
+        return int(m["kept"]) + int(m.get("counters", {}).get("repeated", 0))
     return sum(shard_rows(p) for p in input_shards(stage_dir))
 
 

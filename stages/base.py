@@ -224,7 +224,10 @@ class Stage(ABC):
 
     def check_output(self, manifest: dict[str, Any], records: Sequence[dict[str, Any]], out_dir: Path) -> None:
         """Called by the runner once every shard is committed and the counts add up, before the
-        manifest is written: raise to fail the stage (e.g. too many filter errors). Default: nothing."""
+        manifest is written: raise to fail the stage (e.g. too many filter errors), or add the
+        stage's own section to `manifest` in place (remix's per-domain report, pack's tokenizer
+        and packing figures). It must be deterministic: equal runs give equal manifests.
+        Default: nothing."""
 
     @abstractmethod
     def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: "Runtime") -> list[dict[str, Any]]:
