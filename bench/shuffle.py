@@ -128,7 +128,7 @@ def main() -> None:
     print(f"{'keys':8} {'side':7} {'rows/map':>8} {'files':>6} {'MB written':>11} {'opens/reducer':>14} "
           f"{'opens total':>12} {'map s':>7} {'reduce s (all P)':>17}")
     summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, rows in (("dense", 4096), ("sparse", 16), ("empty", 0)):
+    for name, rows in (("sparse", 16), ("empty", 0), ("dense", 4096)):
         summary[name] = {}
         for side, mod, reducers, directory in (("before", before, sample, False),
                                                ("after", after, sample, True)):
@@ -144,7 +144,7 @@ def main() -> None:
             r["reduce_all_s"] = r["reduce_s"] / r["reducers"] * P
             summary[name][side] = r
             print(f"{name:8} {side:7} {rows:>8} {r['files']:>6} {r['bytes'] / 1e6:>11.2f} {per:>14.1f} "
-                  f"{r['opens_total']:>12.0f} {r['map_s']:>7.1f} {r['reduce_all_s']:>17.1f}")
+                  f"{r['opens_total']:>12.0f} {r['map_s']:>7.1f} {r['reduce_all_s']:>17.1f}", flush=True)
         b, a = summary[name]["before"], summary[name]["after"]
         same = all(b["rows"][j] == a["rows"][j] for j in b["rows"])
         if not same:
