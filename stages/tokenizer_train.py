@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from winnow.pipeline import shards as shard_io
-from winnow.stages.base import Runtime, ShardTask, Stage, StageConfig, file_fingerprint
+from winnow.stages.base import Runtime, ShardTask, Stage, StageConfig, shard_fingerprint
 
 log = logging.getLogger("winnow")
 
@@ -258,17 +258,20 @@ class TokenizerStage(Stage):
         return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
 
     def plan(self, inputs: Sequence[str]) -> list[ShardTask]:
-        """One task over every input shard (the tokenizer is one artifact of all of them)."""
-        files: list[str] = []
+        """One task over every input shard (the tokenizer is one artifact of all of them), keyed by
+        the sha256 each upstream manifest records for its shards (`shard_fingerprint`), not by
+        mtime: an upstream rerun that rewrites equal bytes does not retrain the tokenizer."""
+        entries: list[shard_io.InputShard] = []
         for d in inputs:
-            files.extend(str(p) for p in shard_io.input_shards(d))
+            entries.extend(shard_io.input_shard_entries(d))
+        files = [str(e.path) for e in entries]
         if not files:
             raise ValueError(f"tokenizer: no input shards in {', '.join(inputs)}")
         for f in files:  # bad input is an error before any work starts
             names = _schema_names(f)
             if self.config.text_column not in names:
                 raise ValueError(f"{f}: no `{self.config.text_column}` column (columns: {', '.join(names)})")
-        return [ShardTask(index=0, name=RECORD_NAME, inputs=tuple(files), fingerprint=file_fingerprint(files))]
+        return [ShardTask(index=0, name=RECORD_NAME, inputs=tuple(files), fingerprint=shard_fingerprint(entries))]
 
     def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: Runtime) -> list[dict[str, Any]]:
         (task,) = tasks
