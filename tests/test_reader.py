@@ -254,14 +254,14 @@ def test_torch_stacked_micro_batches_keep_the_order(packs):
     core = PackedDataset(a, S, seed=9, micro_batch=3)
     ref = iter(PackedDataset(a, S, seed=9))
     loader = DataLoader(TorchPackedDataset(core, stack_micro_batches=True), batch_size=None, num_workers=2)
-    for i, batch in enumerate(loader):
+    for n, batch in enumerate(loader):
         assert batch["input_ids"].shape == (3, S) and batch["cu_seqlens"].shape == (3, core.cu_len)
         assert all(v.is_contiguous() for v in batch.values())
         for i in range(3):
             want = next(ref)
             for k in want:
                 assert np.array_equal(batch[k][i].numpy(), want[k]), k
-        if i == 5:
+        if n == 5:  # the loader is endless: six micro-batches from two workers
             break
 
 
