@@ -18,7 +18,7 @@ position_ids, cu_seqlens) of a seq_len 4096 pack from the page cache; and throug
 micro-batches of 8 stacked in the workers.
 
 Usage: .venv/bin/python bench/pack.py [--docs 1200] [--repeats 3] [--reader-seconds 5]
-       .venv/bin/python bench/pack.py --packing-report 200        # concat vs bestfit on the corpus
+       .venv/bin/python bench/pack.py --packing-report 0   # concat vs bestfit on the whole corpus + out/demo/pack
        .venv/bin/python bench/pack.py --train-steps 50 --seq-len 2048   # GPU: data-wait share of a GPT loop
 """
 
@@ -141,26 +141,90 @@ def loader_rate(pack_dir: Path, seq_len: int, seconds: float, workers: int) -> f
     return rate
 
 
-def packing_report(per_file: int, seq_lens: list[int]) -> None:
-    """Concat vs best-fit on real token counts: documents from every corpus file (the first
-    `per_file` of each), tokenised with BOS+EOS; packing depends only on these lengths."""
+def corpus_lengths(per_file: int, cache: Path | None) -> dict[str, np.ndarray]:
+    """Token counts (BOS + text + EOS, DeepSeek LLM anchor tokenizer) of the documents of every
+    corpus file: the first `per_file` of each, or all of them when `per_file` is 0. Saved per
+    file under `cache` (keyed by file name, size and count), so a long run can be resumed."""
     from tokenizers import Tokenizer
 
+    tok = Tokenizer.from_file(str(SHARED / "anchors" / "deepseek_llm_tokenizer.json"))
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    out: dict[str, np.ndarray] = {}
+    for f in sorted((SHARED / "corpus").glob("*.jsonl.gz")):
+        key = f"{f.name}.{f.stat().st_size}.{per_file or 'all'}.npy"
+        if cache is not None and (cache / key).is_file():
+            out[f.name] = np.load(cache / key)
+            continue
+        lengths: list[int] = []
+        batch: list[str] = []
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                if per_file and i >= per_file:
+                    break
+                batch.append(json.loads(line)["text"])
+                if len(batch) == 2000:
+                    lengths.extend(len(e.ids) + 2 for e in encode(batch, add_special_tokens=False))
+                    batch = []
+        if batch:
+            lengths.extend(len(e.ids) + 2 for e in encode(batch, add_special_tokens=False))
+        out[f.name] = np.asarray(lengths, dtype=np.int64)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            np.save(cache / (key + ".tmp.npy"), out[f.name])
+            (cache / (key + ".tmp.npy")).replace(cache / key)
+        print(f"  {f.name}: {len(lengths)} documents, {sum(lengths):,} tokens", file=sys.stderr, flush=True)
+    return out
+
+
+def pack_lengths(pack_dir: Path) -> dict[str, np.ndarray]:
+    """Document token counts of every shard of an existing pack (its Megatron `.idx` files)."""
+    from winnow.tokenizer.indexed import IndexedReader
+
+    m = json.loads((pack_dir / "pack_manifest.json").read_text())
+    return {s["name"]: np.asarray(IndexedReader(pack_dir / s["bin"]["path"], pack_dir / s["idx"]["path"]).sequence_lengths,
+                                  dtype=np.int64) for s in m["shards"]}
+
+
+def report_packing(title: str, shards: dict[str, np.ndarray], seq_lens: list[int]) -> list[dict]:
+    """Concat vs best-fit on these document lengths, packed shard by shard as `winnow pack`
+    does (one shard per entry), figures summed over shards. Packing depends only on lengths."""
     from winnow.tokenizer.packing import pack, packing_stats
 
-    tok = Tokenizer.from_file(str(SHARED / "anchors" / "deepseek_llm_tokenizer.json"))
-    lengths = []
-    for f in sorted((SHARED / "corpus").glob("*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            texts = [json.loads(line)["text"] for _, line in zip(range(per_file), fh)]
-        lengths.extend(len(e.ids) + 2 for e in tok.encode_batch(texts, add_special_tokens=False))
-    lengths = np.asarray(lengths)
-    print(f"corpus sample: {lengths.size} documents, {lengths.sum():,} tokens, median {int(np.median(lengths))} tokens/doc")
+    allx = np.concatenate(list(shards.values())) if shards else np.zeros(0, np.int64)
+    print(f"{title}: {len(shards)} shard(s), {allx.size:,} documents, {int(allx.sum()):,} tokens, "
+          f"median {int(np.median(allx)) if allx.size else 0} tokens/doc")
+    rows = []
     for seq_len in seq_lens:
         for packing in ("concat", "bestfit"):
-            st = packing_stats(pack(lengths, seq_len, packing), lengths)
-            print(f"  seq_len {seq_len:5d} {packing:8s} windows {st['windows']:6d}  split docs {st['split_share']:.3f}  "
-                  f"padding {st['padding_share']:.4f}  tokens kept {st['tokens_kept_share']:.3f}")
+            tot = {"windows": 0, "tokens": 0, "tokens_in_windows": 0, "pad_tokens": 0, "docs": 0, "docs_split": 0}
+            for lengths in shards.values():
+                st = packing_stats(pack(lengths, seq_len, packing), lengths)
+                for k in tot:
+                    tot[k] += int(st[k])
+            slots = tot["windows"] * (seq_len + 1)
+            row = {"set": title, "seq_len": seq_len, "packing": packing, **tot,
+                   "split_share": tot["docs_split"] / tot["docs"] if tot["docs"] else 0.0,
+                   "padding_share": tot["pad_tokens"] / slots if slots else 0.0,
+                   "tokens_kept_share": tot["tokens_in_windows"] / tot["tokens"] if tot["tokens"] else 1.0,
+                   "docs_longer": int(np.count_nonzero(allx > seq_len + 1))}
+            rows.append(row)
+            print(f"  seq_len {seq_len:5d} {packing:8s} windows {row['windows']:8,d}  split docs {row['split_share']:.4f} "
+                  f"({row['docs_split']:,}; {row['docs_longer']:,} longer than a window)  padding {row['padding_share']:.4f}  "
+                  f"tokens kept {row['tokens_kept_share']:.4f}")
+    return rows
+
+
+def packing_report(per_file: int, seq_lens: list[int], cache: Path | None, demo_pack: Path | None) -> None:
+    """The issue's packing report: concat vs best-fit on the demo's pack (if given and built)
+    and on the shared corpus (all of it with `per_file` 0; one shard, documents in file order)."""
+    if demo_pack is not None:
+        if (demo_pack / "pack_manifest.json").is_file():
+            report_packing(f"demo ({demo_pack})", pack_lengths(demo_pack), seq_lens)
+        else:
+            print(f"demo: {demo_pack}/pack_manifest.json not found (run `make demo` first)")
+    lengths = corpus_lengths(per_file, cache)
+    report_packing("corpus" + (f" (first {per_file} per file)" if per_file else ""),
+                   {"corpus": np.concatenate(list(lengths.values()))}, seq_lens)
 
 
 def train_loop(steps: int, seq_len: int, docs: int, micro_batch: int, workers: int) -> None:
@@ -258,8 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--reader-seconds", type=float, default=5.0)
-    ap.add_argument("--packing-report", type=int, default=0, metavar="N",
-                    help="only report concat vs bestfit on the first N documents of every corpus file")
+    ap.add_argument("--packing-report", type=int, default=None, metavar="N",
+                    help="only report concat vs bestfit on the first N documents of every corpus file "
+                         "(0: all of the corpus) and on --demo-pack")
+    ap.add_argument("--demo-pack", type=Path, default=ROOT / "out" / "demo" / "pack",
+                    help="a built pack whose .idx lengths the packing report also packs both ways")
+    ap.add_argument("--lengths-cache", type=Path, default=Path(tempfile.gettempdir()) / "winnow-pack-lengths",
+                    help="where the packing report keeps corpus token counts per file (resumable)")
     ap.add_argument("--train-steps", type=int, default=0, metavar="N",
                     help="only run a small GPT training loop fed by the reader for N steps and report the "
                          "share of step time spent waiting for data (CUDA when present)")
@@ -269,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_steps:
         train_loop(args.train_steps, args.seq_len, args.docs, args.micro_batch, args.workers)
         return 0
-    if args.packing_report:
-        packing_report(args.packing_report, [2048, 4096])
+    if args.packing_report is not None:
+        packing_report(args.packing_report, [2048, 4096], args.lengths_cache, args.demo_pack)
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="winnow-bench-pack-"))

@@ -50,10 +50,15 @@ def test_pack_stage_outputs_and_accounting(tmp_path, tok, rows):
     assert all(np.count_nonzero(d == 100000) == 1 and np.count_nonzero(d == 100001) == 1 for d in docs)
     assert m["tokens"] == sum(len(d) for d in docs)
     assert m["vocab_size"] == 100002 and m["dtype"] == "int32" and m["seq_len"] == 64
+    from winnow.pipeline.shards import sha256_file
+    assert m["tokenizer_sha256"] == sha256_file(tok / "tokenizer.json") and m["packing"] == "bestfit"
+    assert m["megatron"] == {"index_header": "MMIDIDX", "index_version": 1, "dtype_code": 4, "sequences_per_document": 1}
+    assert m["bos"] is True and m["eos"] is True and m["pad_id"] == m["eos_id"]  # no pad token named: EOS pads
+    assert m["windows"] == sum(s["windows"] for s in m["shards"]) and m["documents"] == sum(s["documents"] for s in m["shards"])
+    assert m["packing_stats"]["docs_split"] == m["packing_stats"]["docs_longer_than_window"]  # bestfit splits only those
     assert sum(m["tokens_by_lang"].values()) == m["tokens"] == sum(m["tokens_by_domain"].values())
     assert set(m["tokens_by_lang"]) == {"en", "zh", "code"}
     assert 0 <= m["packing_stats"]["padding_share"] < 0.2 and m["packing_stats"]["tokens_kept_share"] == 1.0
-    from winnow.pipeline.shards import sha256_file
     for s in m["shards"]:
         for k in ("bin", "idx", "pidx"):
             assert sha256_file(out / s[k]["path"]) == s[k]["sha256"]

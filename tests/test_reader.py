@@ -105,32 +105,69 @@ def test_global_order_independent_of_ranks_and_workers(packs):
         assert _key(next(its[k % 4])) == _key(s)
 
 
+def _train_until_killed(mk, world, workers, batch, state, first_step, kill_after, ckpt_every):
+    """One life of a data-parallel job: `world` ranks (each iterating through `workers`
+    DataLoader-style workers) resume from `state`, train `kill_after` steps of global batch
+    `batch` and are then killed. A checkpoint (every rank's `state_dict`, which must agree) is
+    taken whenever the global step is a multiple of `ckpt_every`. Returns the sample keys of each
+    step run and the checkpoints as (global step, state)."""
+    ranks = [mk(r, world) for r in range(world)]
+    if state is not None:
+        for d in ranks:
+            d.load_state_dict(state)
+    per = batch // world
+    its = [iter(d) for d in ranks] if workers == 1 else [_worker_mix(d, workers) for d in ranks]
+    steps, ckpts = [], []
+    for i in range(kill_after):
+        steps.append(sorted(_key(next(it)) for it in its for _ in range(per)))
+        if (first_step + i + 1) % ckpt_every == 0:
+            states = [d.state_dict(samples_seen=(i + 1) * per) for d in ranks]
+            assert all(st == states[0] for st in states)
+            ckpts.append((first_step + i + 1, states[0]))
+    return steps, ckpts
+
+
 def test_elastic_resume_two_epochs_random_kills(packs):
+    """A train loop over 2 epochs, checkpointing every 3 steps, killed at random steps (the
+    steps since the last checkpoint are lost, as in a real job) and resumed from the last
+    checkpoint on 1, 2, 4 or 8 ranks with 1-3 DataLoader workers: the steps that survive are
+    exactly those of one uninterrupted run, none repeated, none skipped."""
     _, _, a, _ = packs
-    B = 8
+    B, CKPT = 8, 3
     mk = lambda r, w: PackedDataset(a, S, rank=r, world_size=w, seed=3)  # noqa: E731
     n_epoch = mk(0, 1).samples_per_epoch
     total_steps = (2 * n_epoch) // B
+    assert total_steps >= 8 * CKPT, "the pack is too small for a meaningful kill schedule"
     ref, _ = _run(mk, 1, total_steps, B)
     rng = np.random.default_rng(11)
-    got, state, step = [], None, 0
-    worlds = [1, 2, 4, 8]
+    worlds = [int(w) for _ in range(total_steps) for w in rng.permutation([1, 2, 4, 8])]
+    committed, seen, used, lives = [], [], set(), 0
+    state, step = None, 0
     while step < total_steps:
-        world = int(rng.choice(worlds))
-        run_for = int(min(rng.integers(1, max(2, total_steps // 4)), total_steps - step))  # then killed
-        seen, state = _run(mk, world, run_for, B, start_state=state)
-        got.extend(seen)
-        step += run_for
-        worlds_used = world
-    assert got == ref  # union equals one uninterrupted run, in the same order
-    flat = [k for st in got for k in st]
+        lives += 1
+        assert lives < 10 * total_steps
+        world, workers = worlds[lives - 1], int(rng.integers(1, 4))
+        kill_after = min(int(rng.integers(1, 3 * CKPT)), total_steps - step)
+        steps, ckpts = _train_until_killed(mk, world, workers, B, state, step, kill_after, CKPT)
+        seen.extend(steps)
+        used.add(world)
+        if step + kill_after == total_steps:   # the last life finishes the run
+            committed.extend(steps)
+            step = total_steps
+        elif ckpts:                            # killed: resume from the last checkpoint
+            last, state = ckpts[-1]
+            committed.extend(steps[:last - step])
+            step = last
+    assert used == {1, 2, 4, 8} and lives > 4
+    assert committed == ref  # the surviving steps are one uninterrupted run, in order
+    ref_keys = {k for st in ref for k in st}
+    assert {k for st in seen for k in st} == ref_keys  # nothing read outside the run's samples
     # no sample repeated within an epoch, none skipped: every window once per epoch
     ids = [mk(0, 1).global_id(p) for p in range(total_steps * B)]
     e1, e2 = ids[:n_epoch], ids[n_epoch:]
     assert sorted(e1) == list(range(n_epoch))
     assert len(set(e2)) == len(e2)
     assert e1 != e2[:len(e1)]  # a new permutation each epoch
-    assert len(flat) == total_steps * B and worlds_used in worlds
 
 
 def test_state_dict_is_small_and_checked(packs):
@@ -202,7 +239,7 @@ def test_refusals(packs, tmp_path, shared_data):
     m = json.loads((swap / "pack_manifest.json").read_text())
     m["shards"][0]["idx"]["bytes"] = (swap / "data" / "part-00000.idx").stat().st_size
     json.dump(m, open(swap / "pack_manifest.json", "w"))
-    with pytest.raises(CorruptPackError):
+    with pytest.raises(CorruptPackError, match="another"):
         PackedDataset(swap, S)
     with pytest.raises(CorruptPackError, match="pack_manifest"):
         PackedDataset(tmp_path, S)
