@@ -3,8 +3,9 @@ tokenizer → pack, the stage list of configs/demo.yaml): a bad-input corpus of 
 through without a crash, every bad item is rejected with a reason and the counts chain (item 4);
 1 and 2 workers give byte-identical outputs, packs included (item 5); SIGKILL of the driver at
 several points, then a rerun, gives byte-identical outputs (item 2); SIGKILL of Ray workers in
-the middle of ingest, dedup, filter, remix, tokenizer and pack gives byte-identical outputs
-(item 1).
+the middle of ingest, the dedup shuffle, connected components, filter, remix's shuffle,
+tokenizer training and packing gives byte-identical outputs (item 1): once at random moments
+from outside, once at named points (tests/fault_injection.py).
 
 One undisturbed 2-worker run (module fixture) is the reference every other run is compared with.
 The corpus is written into a tmp dir by `tests/bad_inputs.py` from real text in ../shared/data,
@@ -41,7 +42,8 @@ DOCUMENT_STAGES = [s for s in STAGES if s != "tokenizer"]
 def pipeline_config(shared_data: Path, corpus: Path, path: Path) -> Path:
     """configs/demo.yaml's stages and sections, on the bad corpus plus a few real crawl files;
     a 2,048-token vocabulary and 512-token windows for speed, no perplexity models (they are
-    built by `make demo`, not `make test`), remix without a byte budget (the input is small)."""
+    built by `make demo`, not `make test`), remix without a byte budget (the input is small),
+    dedup with 2 partitions and star-round components."""
     cfg = yaml.safe_load((REPO / "configs/demo.yaml").read_text(encoding="utf-8"))
     assert cfg["stages"] == STAGES, "configs/demo.yaml's stage list changed: update this test"
     cfg["inputs"] = [str(corpus), str(shared_data / "resiliparse/warcfile.warc.gz"),
@@ -53,6 +55,10 @@ def pipeline_config(shared_data: Path, corpus: Path, path: Path) -> Path:
     cfg["remix"] = {"seed": 0, "max_epochs": 1, "on_shortfall": "redistribute"}
     cfg["tokenizer"] = {"vocab_size": 2048, "sample_bytes": 2_000_000}
     cfg["pack"]["seq_len"] = 512
+    # execution settings (same bytes): two shuffle partitions, and connected components by
+    # large-star / small-star rounds of Ray tasks instead of one union-find task, so that a kill
+    # can land in a round (the demo's few edges would take the union-find path)
+    cfg["dedup"].update({"partitions": 2, "union_find_max_edges": 0})
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
 
@@ -224,8 +230,9 @@ def _cmdline(pid: int) -> str:
 
 def busy_ray_workers(raylet_pid: int) -> list[tuple[int, str]]:
     """Worker processes of *this test's* Ray (descendants of its raylet) that are running a
-    winnow shard or task: process title `ray::ShardWorker.run` (an actor's shard) or
-    `ray::_call_measured` (a `map_tasks` task); idle workers and Ray's own agents are left alone."""
+    winnow shard or task: process title `ray::_call_measured` (every shard of a shard-map stage
+    and every `map_tasks` task is one) or `ray::ShardWorker.run` (an actor's shard, in runners
+    that pool actors); idle workers and Ray's own agents are left alone."""
     out = []
     for pid in _children(raylet_pid):
         title = _cmdline(pid)
@@ -277,6 +284,48 @@ def test_sigkill_ray_workers_mid_stage_gives_identical_output(reference: Path, c
     print("killed:", json.dumps(killed, indent=1))
     # every stage whose work ran on Ray long enough to be seen lost a worker
     assert {"ingest", "dedup", "filter", "remix", "pack"} <= set(killed), killed
+    check_counts(out)
+    assert output_digest(out) == output_digest(reference)
+
+
+#: Item 1's kill points, each a Ray worker SIGKILLed once in the middle of its task (see
+#: tests/fault_injection.py): label (a shard-map stage, or the start of a Ray phase's description)
+#: → where the task dies ("write": just after its first output file is renamed into place, before
+#: the rest and its commit/done record; "timer:S": S seconds into the task, or at that first write).
+NAMED_KILLS = {
+    "ingest": "write",
+    "dedup: exact hash": "write",            # the dedup shuffle, map side (content hashes by partition)
+    "dedup: minhash": "write",               # the dedup shuffle, map side (band keys by partition)
+    "dedup: lsh buckets": "write",           # the dedup shuffle, reduce side
+    "dedup: components": "write",            # connected components: the first large-star round
+    "dedup: commit": "write",
+    "decontaminate": "write",
+    "filter": "write",
+    "remix sample": "write",                 # remix's shuffle, scatter side
+    "remix shuffle+write": "write",          # remix's shuffle, gather side + the shard commit
+    "tokenizer train": "timer:0.3",          # while the BPE trainer reads and trains
+    "pack": "write",
+}
+
+
+@pytest.mark.slow
+def test_sigkill_worker_in_each_named_phase_gives_identical_output(reference: Path, config: Path, workdir: Path,
+                                                                    ray_local, tmp_path: Path, monkeypatch) -> None:
+    """Item 1, point by point: one Ray worker SIGKILLed in the middle of ingest, the dedup shuffle
+    (map and reduce), connected components, dedup's commit, decontaminate, filter, remix's
+    shuffle (scatter and gather), tokenizer training and packing, all in one run; the run
+    completes (Ray retries each task in a new worker process) and writes the reference's bytes."""
+    from fault_injection import install, kills
+
+    assert read_json(reference / "dedup" / "manifest.json")["counters"]["cc_rounds"] >= 1, \
+        "components took the union-find path: no round to kill in"
+    faults = tmp_path / "faults"
+    install(monkeypatch, faults, NAMED_KILLS)
+    out = fresh_out(workdir)
+    assert main(["run", str(config), "--out", str(out), "--workers", "2"]) == 0
+    got = kills(faults)
+    print("killed:", json.dumps({k: v.get("at") for k, v in got.items()}, indent=1))
+    assert {k: v["state"] for k, v in got.items()} == {k: "killed" for k in NAMED_KILLS}
     check_counts(out)
     assert output_digest(out) == output_digest(reference)
 
