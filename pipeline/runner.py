@@ -1,8 +1,11 @@
 """Runs stages on Ray under the stage contract: plan, skip committed shards, execute, check the
 counts, write the manifest.
 
-The runner knows stages only through `stages.base.Stage`; it lends them a `RayRuntime` (worker
-count, a pool of actors for shard-map stages, progress bars) instead of being imported by them.
+The runner knows stages only through `stages.base.Stage`; it lends them a `RayRuntime` (one Ray
+task per shard or phase task, placed by Ray on any node with the resources it asks for; progress
+bars) instead of being imported by them. Parallelism comes from the number of shards and Ray's
+scheduling, never from the CPUs counted at start-up, so nodes that join mid-stage (the autoscaler,
+a KubeRay worker group still starting) take work as soon as they are up.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Callable, Sequence
 from winnow.pipeline import __version__
 from winnow.pipeline import shards as shard_io
 from winnow.pipeline.ray_runtime import init_ray
+from winnow.stages import remote_io
 from winnow.stages.base import Runtime, ShardMapStage, ShardTask, Stage
 
 log = logging.getLogger("winnow")
@@ -26,30 +30,99 @@ log = logging.getLogger("winnow")
 SHARD_RETRIES = 2
 
 
-def _call_measured(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
-    """Run one task; also report its CPU seconds and the worker's peak RSS (MB)."""
+def _call_measured(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float, str]:
+    """Run one task; also report its CPU seconds, the worker's peak RSS (MB) and the id of the
+    Ray node it ran on."""
     import resource
 
     c0 = time.process_time()
     out = fn(*args)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return out, time.process_time() - c0, rss_mb
+    return out, time.process_time() - c0, rss_mb, _node_id()
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() or ""
+    except Exception:  # noqa: BLE001 - outside Ray (a stage run in-process by a test)
+        return ""
 
 
 class ShardFailed(RuntimeError):
     """A stage raised on one shard; the message names the stage, the shard and its input."""
 
 
+#: In-flight tasks when no `workers` cap is given: at least this many, else twice the CPUs the
+#: cluster has *now* (re-read while the stage runs, so nodes that join are used, and enough tasks
+#: wait in Ray's queue for the autoscaler to see the demand and add nodes).
+MIN_IN_FLIGHT = 256
+#: Seconds between two reads of the cluster's CPU count while a stage runs.
+RESOURCE_POLL_S = 2.0
+
+#: Per Ray worker process: the shard-map stage it last set up (key -> stage), so `setup()` (model
+#: loading) runs once per worker process and stage, not once per shard. One entry: a worker that
+#: moves on to the next stage of a `winnow run` drops the previous stage's models.
+_SET_UP: dict[str, ShardMapStage] = {}
+
+
+def _run_shard(key: str, stage_box: list[Any], task: ShardTask, out_dir: str) -> dict[str, Any]:
+    """One shard of a shard-map stage, as a plain Ray task (scheduled wherever Ray has a free CPU;
+    see `RayRuntime.map_shards`). `stage_box` holds the stage's object reference, unresolved, so
+    a worker that set the stage up already does not even deserialize it again. A local `out_dir`
+    is committed in place; an object-store URL is committed in a local temporary directory and
+    uploaded (`remote_io.upload_shard`: data files first, the commit record last)."""
+    import ray
+
+    stage = _SET_UP.get(key)
+    if stage is None:
+        _SET_UP.clear()
+        stage = ray.get(stage_box[0])
+        stage.setup()
+        _SET_UP[key] = stage
+    try:
+        if remote_io.is_url(out_dir):
+            return remote_io.commit_shard_remote(stage.run_and_commit, task, out_dir)
+        return stage.run_and_commit(task, Path(out_dir))
+    except Exception as exc:
+        raise ShardFailed(f"{stage.name}: shard {task.name} (input {', '.join(task.inputs)}) "
+                          f"failed: {type(exc).__name__}: {exc}") from exc
+
+
 class RayRuntime(Runtime):
-    """Ray, as lent to a stage: `workers` concurrent actors/tasks at most."""
+    """Ray, as lent to a stage. Parallelism comes from the work: every shard or task is a Ray
+    task asking for the resources it needs (`num_cpus`, `memory`), and Ray places it on whichever
+    node has them, so a node that joins mid-stage takes work at once and pending tasks are what
+    Ray's autoscaler scales on. `workers`, when given, caps the tasks in flight (a politeness
+    limit on a shared cluster); it is never taken from the CPUs counted at start-up.
+    `tasks_by_node` counts the tasks each Ray node ran (node id -> tasks)."""
 
     def __init__(self, workers: int | None = None, address: str | None = None, show_progress: bool = True):
         init_ray(address=address, workers=workers)
+        self.cap = int(workers) if workers else None
+        self.show_progress = show_progress
+        self.tasks_by_node: dict[str, int] = {}
+        self._cpus_at = 0.0
+        self._cpus = 1
+
+    def cluster_cpus(self) -> int:
+        """CPUs of the whole cluster now (at least 1), re-read at most every `RESOURCE_POLL_S`."""
         import ray
 
-        cpus = int(ray.available_resources().get("CPU", 1)) or 1
-        self.workers = max(1, min(workers or cpus, cpus))
-        self.show_progress = show_progress
+        now = time.monotonic()
+        if now - self._cpus_at >= RESOURCE_POLL_S:
+            self._cpus = max(1, int(ray.cluster_resources().get("CPU", 0)))
+            self._cpus_at = now
+        return self._cpus
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        """The `workers` cap when one was given, else the cluster's CPUs now (not at start-up)."""
+        return self.cap or self.cluster_cpus()
+
+    def _window(self) -> int:
+        return self.cap or max(MIN_IN_FLIGHT, 2 * self.cluster_cpus())
 
     def progress(self, total: int, desc: str, unit: str = "shard") -> Any:
         from tqdm.auto import tqdm
@@ -63,17 +136,50 @@ class RayRuntime(Runtime):
 
         return ray.put(obj)
 
+    def _run_all(self, submit: Callable[[int], Any], n: int, bar: Any,
+                 on_result: Callable[[int, Any], None]) -> tuple[float, float]:
+        """Submit tasks 0..n-1 through `submit(i)` (a Ray object reference of a `_call_measured`
+        result), keeping at most `_window()` in flight; `on_result(i, out)` in completion order.
+        Returns (summed task CPU seconds, peak worker RSS MB). Unfinished tasks are cancelled
+        when one fails."""
+        import ray
+
+        pending: dict[Any, int] = {}
+        nxt = 0
+        cpu = rss = 0.0
+        try:
+            while nxt < n or pending:
+                window = self._window()
+                while nxt < n and len(pending) < window:
+                    pending[submit(nxt)] = nxt
+                    nxt += 1
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=RESOURCE_POLL_S)
+                for ref in ready:
+                    i = pending.pop(ref)
+                    out, c, r, node = ray.get(ref)
+                    self.tasks_by_node[node] = self.tasks_by_node.get(node, 0) + 1
+                    cpu += c
+                    rss = max(rss, r)
+                    on_result(i, out)
+                    bar.update(1)
+        finally:
+            bar.close()
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        return cpu, rss
+
     def map_tasks(self, fn: Callable[..., Any], arg_list: Sequence[tuple], desc: str, unit: str = "task",
                   num_cpus: float = 1, memory: int | None = None, retries: int = SHARD_RETRIES,
                   stats: dict[str, dict[str, float]] | None = None, stats_key: str | None = None) -> list[Any]:
         """Run `fn(*args)` for every tuple of `arg_list` as Ray tasks; results in argument order.
 
         The one way a whole-dataset stage schedules Ray work (stages never import `ray` for it):
-        at most `workers` tasks in flight, each asking Ray for `num_cpus` (and `memory` bytes, so
-        the autoscaler can size nodes); a task whose worker process dies is retried `retries`
-        times (tasks must be idempotent: a retried or resumed task finds or rewrites its output);
-        a progress bar; per-`desc` wall time, summed task CPU time and peak worker RSS go into
-        `stats[stats_key or desc]` when given. Arguments may be `put` references."""
+        every task asks Ray for `num_cpus` (and `memory` bytes, so the autoscaler can size nodes)
+        and runs wherever Ray places it; in flight at most the `workers` cap, else
+        `max(MIN_IN_FLIGHT, 2 × cluster CPUs now)`; a task whose worker process dies is retried
+        `retries` times (tasks must be idempotent: a retried or resumed task finds or rewrites its
+        output); a progress bar; per-`desc` wall time, summed task CPU time and peak worker RSS go
+        into `stats[stats_key or desc]` when given. Arguments may be `put` references."""
         import ray
 
         if not arg_list:
@@ -82,29 +188,14 @@ class RayRuntime(Runtime):
         if memory:
             opts["memory"] = int(memory)
         remote = ray.remote(**opts)(_call_measured)
-        window = max(1, int(self.workers))
-        bar = self.progress(len(arg_list), desc=desc, unit=unit)
         results: list[Any] = [None] * len(arg_list)
-        pending: dict[Any, int] = {}
-        nxt = 0
         t0 = time.perf_counter()
-        cpu = rss = 0.0
-        try:
-            while nxt < len(arg_list) or pending:
-                while nxt < len(arg_list) and len(pending) < window:
-                    pending[remote.remote(fn, *arg_list[nxt])] = nxt
-                    nxt += 1
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    out, c, r = ray.get(ref)
-                    results[pending.pop(ref)] = out
-                    cpu += c
-                    rss = max(rss, r)
-                    bar.update(1)
-        finally:
-            bar.close()
-            for ref in pending:
-                ray.cancel(ref, force=True)
+
+        def _store(i: int, out: Any) -> None:
+            results[i] = out
+
+        cpu, rss = self._run_all(lambda i: remote.remote(fn, *arg_list[i]), len(arg_list),
+                                 self.progress(len(arg_list), desc=desc, unit=unit), _store)
         if stats is not None:
             st = stats.setdefault(stats_key or desc, {"wall_s": 0.0, "cpu_s": 0.0, "tasks": 0, "max_rss_mb": 0.0})
             st["wall_s"] += time.perf_counter() - t0
@@ -113,47 +204,31 @@ class RayRuntime(Runtime):
             st["max_rss_mb"] = max(st["max_rss_mb"], rss)
         return results
 
-    def map_shards(self, stage: ShardMapStage, tasks: Sequence[ShardTask], out_dir: Path) -> list[dict[str, Any]]:
-        """Run `stage.run_and_commit` over tasks on a pool of actors: each actor calls
-        `stage.setup()` once (models load once per worker), then takes shards as it frees up."""
+    def map_shards(self, stage: ShardMapStage, tasks: Sequence[ShardTask], out_dir: Path | str) -> list[dict[str, Any]]:
+        """Run `stage.run_and_commit` over tasks, one Ray task per shard (1 CPU each), placed by
+        Ray on any node with a free CPU. Each worker process calls `stage.setup()` once (models
+        load once per worker process, see `_run_shard`). A worker process that dies (a segfault
+        in a native library, an OOM kill) is retried; a Python exception in the stage is not,
+        it raises `ShardFailed` naming the shard. `out_dir` may be an object-store URL."""
         import ray
-        from ray.util import ActorPool
 
         if not tasks:
             return []
-
-        # A worker process that dies (a segfault in a native library, OOM-kill) is restarted and
-        # its shard retried; a Python exception in the stage is not retried, it names the shard.
-        @ray.remote(num_cpus=1, max_restarts=SHARD_RETRIES, max_task_retries=SHARD_RETRIES)
-        class ShardWorker:
-            def __init__(self, stage: ShardMapStage):
-                self.stage = stage
-                self.stage.setup()
-
-            def run(self, task: ShardTask, out_dir: str) -> dict[str, Any]:
-                try:
-                    return self.stage.run_and_commit(task, Path(out_dir))
-                except Exception as exc:
-                    raise ShardFailed(f"{self.stage.name}: shard {task.name} (input {', '.join(task.inputs)}) "
-                                      f"failed: {type(exc).__name__}: {exc}") from exc
-
-        n = min(self.workers, len(tasks))
-        stage_ref = ray.put(stage)
-        actors = [ShardWorker.remote(stage_ref) for _ in range(n)]
-        pool = ActorPool(actors)
+        key = f"{stage.name}:{stage.config_hash()}:{time.time_ns()}:{os.getpid()}"
+        stage_box = [ray.put(stage)]
+        remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_call_measured)
+        target = str(out_dir)
         records: dict[str, dict[str, Any]] = {}
         bar = self.progress(len(tasks), desc=stage.name)
-        docs = 0
-        try:
-            for record in pool.map_unordered(lambda a, t: a.run.remote(t, str(out_dir)), list(tasks)):
-                records[record["name"]] = record
-                docs += record["input"]
-                bar.set_postfix(docs=docs, kept=sum(r["kept"] for r in records.values()), refresh=False)
-                bar.update(1)
-        finally:
-            bar.close()
-            for a in actors:
-                ray.kill(a)
+        counts = {"docs": 0, "kept": 0}
+
+        def _store(i: int, record: dict[str, Any]) -> None:
+            records[record["name"]] = record
+            counts["docs"] += record["input"]
+            counts["kept"] += record["kept"]
+            bar.set_postfix(docs=counts["docs"], kept=counts["kept"], refresh=False)
+
+        self._run_all(lambda i: remote.remote(_run_shard, key, stage_box, tasks[i], target), len(tasks), bar, _store)
         return [records[t.name] for t in tasks]
 
 
