@@ -26,7 +26,7 @@ def summarize(manifest: dict[str, Any], out_dir: Path) -> str:
     """One human line per stage: counts and the top rejection reasons."""
     reasons = sorted(manifest["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:6]
     shown = ", ".join(f"{k}={v}" for k, v in reasons) or "none"
-    return (f"{manifest['stage']:>8}: input {manifest['input']:,}  kept {manifest['kept']:,}  "
+    return (f"{manifest['stage']:>13}: input {manifest['input']:,}  kept {manifest['kept']:,}  "
             f"rejected {manifest['rejected']:,}  ({shown})  → {out_dir}")
 
 
@@ -54,8 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             previous = [str(stage_out)]   # the next stage reads these documents
         else:
             artifacts[name] = str(stage_out)  # e.g. a trained tokenizer, for the pack stage
-    print(f"outputs: {out_root.resolve()}/<stage>/data/*.parquet  (manifest.json, stats.json and "
-          f"rejected/ beside them)", flush=True)
+    print(f"outputs: {out_root.resolve()}/<stage>/data/  (parquet; remix: Arrow IPC .arrow; pack: Megatron "
+          f".bin/.idx; tokenizer: tokenizer.json in {out_root.resolve()}/tokenizer/; manifest.json, "
+          f"stats.json and rejected/ beside each)", flush=True)
     return 0
 
 
@@ -94,6 +95,11 @@ def cmd_stage(args: argparse.Namespace) -> int:
     runtime = RayRuntime(workers=args.workers, address=args.address)
     manifest = run_stage(stage, inputs, Path(args.out), runtime)
     print(summarize(manifest, Path(args.out)), flush=True)
+    counters = manifest.get("counters", {})
+    if stage.produces == "artifact" and "vocab_size" in counters:  # the tokenizer: what was trained, where
+        print(f"tokenizer: {counters['vocab_size']:,} entries ({counters['learned_vocab_size']:,} learned) from "
+              f"{counters['sample_docs']:,} of {manifest['input']:,} documents, {counters['sample_bytes'] / 1e6:,.1f} MB "
+              f"-> {Path(args.out) / 'tokenizer.json'}", flush=True)
     return 0
 
 
@@ -145,11 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
 #: itself: (stage, verb) -> "module:function", the function taking the remaining argv and
 #: returning an exit code. Checked before the main parser, so the stage keeps its plain flags.
 SUBCOMMANDS: dict[tuple[str, str], str] = {
-    ("tokenizer", "train"): "winnow.stages.tokenizer_train:train_main",
     ("tokenizer", "eval"): "winnow.tokenizer.evaluate:main",
     ("remix", "train-classifier"): "winnow.stages.remix.cli:train_classifier_main",
     ("dedup", "index"): "winnow.stages.dedup.index:index_main",
 }
+
+
+#: Verbs that are the stage command itself under a second name: `winnow tokenizer train --in … --out …`
+#: is `winnow tokenizer --in … --out …` (the stage run through the runner, as in `winnow run`).
+STAGE_VERBS: dict[tuple[str, str], str] = {("tokenizer", "train"): "tokenizer"}
 
 
 def _dispatch_subcommand(argv: Sequence[str]) -> int | None:
@@ -166,6 +176,9 @@ def _dispatch_subcommand(argv: Sequence[str]) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    rest = [a for a in argv if a not in ("-v", "--verbose")]
+    if len(rest) >= 2 and (rest[0], rest[1]) in STAGE_VERBS:
+        argv = [a for a in argv if a in ("-v", "--verbose")] + [STAGE_VERBS[(rest[0], rest[1])]] + rest[2:]
     code = _dispatch_subcommand(argv)
     if code is not None:
         return code
