@@ -350,6 +350,33 @@ class Charts:
         p.add_tools(HoverTool(tooltips=[("dumps", "@x"), ("up to", "@label"), (y_label, "@shown")]))
         return self._add(p, None if xs else "no data")
 
+    def heatmap(self, title: str, matrix: Mapping[str, Mapping[str, float]], *, x_label: str, y_label: str) -> str:
+        """A cell per (row key, column key) with its count written in it (e.g. dump × dump)."""
+        from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper
+        from bokeh.palettes import Blues256
+
+        rows = sorted(matrix)
+        cols = sorted({c for r in matrix.values() for c in r})
+        cells = [(r, c, float(matrix[r].get(c, 0))) for r in rows for c in cols]
+        top = max((v for *_k, v in cells), default=0.0) or 1.0
+        src = ColumnDataSource({"y": [r or "(none)" for r, _, _ in cells], "x": [c or "(none)" for _, c, _ in cells],
+                                "value": [v for *_k, v in cells], "shown": [_fmt(v) for *_k, v in cells],
+                                "ink": ["#fff" if v > top / 2 else "#222" for *_k, v in cells]})
+        xs = [c or "(none)" for c in cols] or [" "]
+        ys = list(reversed([r or "(none)" for r in rows])) or [" "]
+        p = self._figure(title, x_range=xs, y_range=ys, width=max(420, 150 + 110 * len(xs)),
+                         height=max(220, 90 + 40 * len(ys)))
+        mapper = LinearColorMapper(palette=list(reversed(Blues256)), low=0, high=top)
+        p.rect(x="x", y="y", width=1, height=1, source=src, fill_color={"field": "value", "transform": mapper},
+               line_color="#ccc")
+        p.text(x="x", y="y", text="shown", source=src, text_align="center", text_baseline="middle",
+               text_color="ink", text_font_size="10pt")
+        p.xaxis.axis_label = x_label
+        p.yaxis.axis_label = y_label
+        p.xaxis.major_label_orientation = 0.6
+        p.add_tools(HoverTool(tooltips=[("removed from", "@y"), ("duplicates of", "@x"), ("documents", "@shown")]))
+        return self._add(p, None if cells else "no data")
+
     def render(self) -> tuple[str, dict[str, str]]:
         from bokeh.embed import components
 
@@ -467,8 +494,14 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
                      f"{dup.get('members', 0):,} documents")
         used_counts.add("dup")
     dump_rej = counts.get("dump_rejected")
+    overlap = counts.get("dump_overlap")
     if dump_rej is None and any(r.startswith("dedup:") for r in reasons):
+        # a dedup stage of an older winnow (no per-dump counts in stats.json): join its rejected
+        # ids with its inputs' dumps, here, once
         dump_rej = dump_rejections_by_join(stage)
+        if dump_rej:
+            notes.append("removals per dump joined from the inputs at display time (stats.json of an older "
+                         "winnow has none); the dump × dump overlap is not available")
     if "dump" in counts and (dump_rej or len(counts["dump"]) > 1):
         series = {"kept": counts["dump"]}
         if dump_rej:
@@ -479,9 +512,13 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
         else:
             ids.append(charts.grouped_bars(f"{stage.name}: documents kept and removed per dump", series,
                                            y_label="documents"))
-        used_counts |= {"dump", "dump_rejected"}
+        used_counts |= {"dump", "dump_rejected", "dump_overlap"}
+        if overlap:
+            ids.append(charts.heatmap(f"{stage.name}: dump × dump duplicates (removed document's dump → "
+                                      f"dump of the document it duplicates)", overlap,
+                                      x_label="dump of the kept original", y_label="dump of the removed document"))
         if dump_rej and any(r.startswith("dedup:") for r in reasons):
-            rows = cross_dump_curve(counts["dump"], dump_rej)
+            rows = cross_dump_curve(counts["dump"], dump_rej, overlap=overlap)
             ids.append(charts.curve(f"{stage.name}: duplicates removed vs number of dumps deduplicated together "
                                     f"(DeepSeek LLM Table 1, this run's dumps)",
                                     [r["dumps"] for r in rows], [r["rate"] for r in rows],
@@ -756,9 +793,13 @@ def stats_text(run_dir: str | Path, width: int | None = None) -> str:
                 t.add_row(key, ", ".join(f"{k or '(none)'}={n:,}" for k, n in top) + (" …" if len(v) > 8 else ""))
         if any(r.startswith("dedup:") for r in st.counts["reasons"]) and "dump" in counts:
             dump_rej = counts.get("dump_rejected") or dump_rejections_by_join(st)
+            overlap = counts.get("dump_overlap")
             if dump_rej:
-                curve = cross_dump_curve(counts["dump"], dump_rej)
+                curve = cross_dump_curve(counts["dump"], dump_rej, overlap=overlap)
                 t.add_row("removed by dumps together", ", ".join(f"{r['dumps']}: {r['rate']:.1%}" for r in curve))
+            for dump, row in sorted((overlap or {}).items()):
+                t.add_row(f"dump_overlap[{dump or '(none)'}]",
+                          "duplicates of " + ", ".join(f"{o or '(none)'}={n:,}" for o, n in sorted(row.items())))
         for key, v in sorted((st.stats.get("sums") or {}).items()):
             if isinstance(v, Mapping):
                 top = sorted(v.items(), key=lambda kv: -kv[1])[:8]

@@ -20,7 +20,8 @@ A stats dict (per shard, and merged) looks like::
                "lang_score_by_lang": {"en": H}, "ppl_by_lang": {"en": H},
                "rejected_text_chars_by_reason": {"filter:lang": H}, ...},
      "counts": {"lang": {"en": 3}, "ppl_bucket_by_lang": {"en": {"head": 2}}, "dump": {...},
-                "dump_rejected": {"CC-MAIN-…": {"dedup:exact_dup": 4}}, "domain": {...},
+                "dump_rejected": {"CC-MAIN-…": {"dedup:exact_dup": 4}},
+                "dump_overlap": {"CC-MAIN-…": {"CC-MAIN-… of the original": 4}}, "domain": {...},
                 "tld": {...}, "crawl_month": {...}, "dup": {"clusters": 2, "members": 7}},
      "sums":  {"tokens_by_lang": {...}, "tokens_by_domain": {...}, "bytes_by_lang": {...}},
      "meta":  {...}}                                              # not additive: first wins
@@ -372,20 +373,40 @@ def merge_stats(parts: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
 
 # ---- reading stats back (dashboard, `winnow stats`) -------------------------------------------------
 
+INDEX_DUMP = "(index)"   # the dump of a document kept by an earlier run (stages/dedup/phases.py)
+
+
 def cross_dump_curve(dump_kept: Mapping[str, int], dump_rejected: Mapping[str, Mapping[str, int]],
-                     reasons: Sequence[str] = ("dedup:exact_dup", "dedup:minhash_dup")) -> list[dict[str, Any]]:
+                     reasons: Sequence[str] = ("dedup:exact_dup", "dedup:minhash_dup"),
+                     overlap: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
     """DeepSeek LLM Table 1 for the run's own dumps: deduplicating the first k dumps (in name
     order, i.e. chronological for CC-MAIN-YYYY-WW) together removes what fraction of them.
 
-    Exact for winnow's keep rule (the earliest crawl date wins): every removed document's keeper
-    is in the same or an earlier dump, so removals within the first k dumps are the removed
-    documents whose own dump is among them."""
-    dumps = sorted(set(dump_kept) | set(dump_rejected))
+    With the dedup stage's dump × dump `overlap` (``{removed doc's dump: {dump of the document it
+    duplicates: n}}``, in its stats.json since it is counted as the stage commits): a removed
+    document counts from the first k at which both its dump and its original's are in — exact
+    whenever an original is not in a later dump than its duplicate (winnow keeps the earliest
+    crawl date, so only a crawl date that disagrees with the dump order breaks it; such
+    documents are then counted late, a lower bound). Originals kept by an earlier run
+    (`INDEX_DUMP`) count from k = 1. Without `overlap` (run directories of older winnows): a
+    removed document counts from its own dump on — the same number under the same assumption.
+    ``documents`` is the first k dumps' input (kept + removed by `reasons`)."""
+    dumps = sorted(set(dump_kept) | set(dump_rejected) | set(overlap or {}))
+    rank = {d: i for i, d in enumerate(dumps)}
+    # removals by the step k at which they start to count
+    starts = [0] * len(dumps)
+    if overlap is not None:
+        for d, row in overlap.items():
+            for o, n in row.items():
+                starts[max(rank[d], -1 if o == INDEX_DUMP else rank.get(o, len(dumps) - 1))] += n
+    else:
+        for d, row in dump_rejected.items():
+            starts[rank[d]] += sum(n for r, n in row.items() if r in reasons)
     rows, docs, removed = [], 0, 0
     for k, dump in enumerate(dumps, start=1):
         rem = sum(n for r, n in dump_rejected.get(dump, {}).items() if r in reasons)
         docs += dump_kept.get(dump, 0) + rem
-        removed += rem
+        removed += starts[k - 1]
         rows.append({"dumps": k, "last_dump": dump, "documents": docs, "removed": removed,
                      "rate": (removed / docs) if docs else 0.0})
     return rows

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from winnow.pipeline import shards as shard_io
-from winnow.pipeline.stats import (BIN_SPECS, Histogram, cross_dump_curve, merge_stats, record_stats,
+from winnow.pipeline.stats import (BIN_SPECS, INDEX_DUMP, Histogram, cross_dump_curve, merge_stats, record_stats,
                                    shard_stats)
 
 
@@ -120,6 +120,26 @@ def test_rejected_rows_by_reason_and_dump() -> None:
     # DeepSeek Table 1 for these two dumps: dump 1 alone loses 1 of 2, both together 4 of 6
     curve = cross_dump_curve(s["counts"]["dump"], s["counts"]["dump_rejected"])
     assert [(r["dumps"], r["documents"], r["removed"]) for r in curve] == [(1, 2, 1), (2, 6, 4)]
+
+
+def test_cross_dump_curve_from_the_dump_overlap_matrix() -> None:
+    """The curve from dedup's dump x dump matrix: a removal counts once both its dump and its
+    original's are in; an original in a later dump (a crawl date against the dump order) counts
+    late, one kept by an earlier run (the index) from the first dump on. Without the matrix every
+    removal counts from its own dump."""
+    a, b = "CC-MAIN-2024-10", "CC-MAIN-2024-18"
+    kept = {a: 1, b: 1}
+    rejected = {a: {"dedup:exact_dup": 1, "dedup:minhash_dup": 1}, b: {"dedup:exact_dup": 3, "dedup:minhash_dup": 1}}
+    overlap = {a: {a: 1, b: 1}, b: {a: 2, b: 1, INDEX_DUMP: 1}}
+    with_matrix = cross_dump_curve(kept, rejected, overlap=overlap)
+    assert [(r["dumps"], r["last_dump"], r["documents"], r["removed"]) for r in with_matrix] == [(1, a, 3, 1), (2, b, 8, 6)]
+    without = cross_dump_curve(kept, rejected)
+    assert [(r["documents"], r["removed"]) for r in without] == [(3, 2), (8, 6)]
+    # merged shard records add up to the same matrix, whatever the split
+    parts = [{"counts": {"dump_overlap": {a: {a: 1}}}}, {"counts": {"dump_overlap": {a: {b: 1}, b: {a: 2}}}},
+             {"counts": {"dump_overlap": {b: {b: 1, INDEX_DUMP: 1}}}}]
+    assert merge_stats(parts)["counts"]["dump_overlap"] == overlap
+    assert merge_stats(parts[::-1])["counts"]["dump_overlap"] == overlap
 
 
 def test_commit_records_stats_and_a_failure_never_fails_the_shard(documents: pa.Table, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ Phases and their shuffles (P = partitions; "bucket" = global shard mod P):
                                    union-find task under the edge budget → (node, root) by bucket
  7. attach       per bucket        (node, root) + the node's keep-rule rank, id and weight → by root
  8. elect        per partition     per component: keeper = first in keep-rule order, size → by bucket
- 9. commit       per input shard   kept rows + dup_cluster(_size); rejected exact_dup / minhash_dup
+ 9. commit       per input shard   kept rows + dup_cluster(_size); rejected exact_dup / minhash_dup;
+                                   stats: removals per dump and the dump × dump overlap
 
 Document keys are ``global shard << 32 | row``. Global shards number the index's documents first,
 then this run's input shards, so a key says where the document's signature lives.
@@ -660,6 +661,7 @@ def decide(plan: Plan, i: int) -> dict[str, np.ndarray]:
     decision[status == STATUS_EXACT_DUP] = REJECT_EXACT
     size = weight.copy()
     in_cluster = np.zeros(n, bool)
+    original = np.full(n, -1, np.int64)   # the key of the document a removed one duplicates
     el = _rows_of_shard(sh.read_partition(plan.paths("elect", plan.partitions), g % plan.partitions, ELECT_SCHEMA),
                         "node", g)
     if el.num_rows:
@@ -667,10 +669,79 @@ def decide(plan: Plan, i: int) -> dict[str, np.ndarray]:
         keeper = _col(el, "keeper")
         size[rows] = _col(el, "size")
         in_cluster[rows] = True
-        lost = rows[keeper != _col(el, "node")]
-        decision[lost] = REJECT_MINHASH
+        lost = keeper != _col(el, "node")
+        decision[rows[lost]] = REJECT_MINHASH
+        original[rows[lost]] = keeper[lost]
+    if plan.exact and np.any(decision == REJECT_EXACT):
+        ex = _rows_of_shard(sh.read_partition(plan.paths("exact_reduce", plan.partitions), g % plan.partitions,
+                                              EXACT_OUT_SCHEMA), "key", g)
+        ex_rows = (_col(ex, "key") & ROW_MASK).astype(np.int64)
+        dup = decision[ex_rows] == REJECT_EXACT
+        original[ex_rows[dup]] = _col(ex, "rep")[dup]
     return {"decision": decision, "size": size, "in_cluster": in_cluster, "status": status,
-            "ntok": _col(sig, "ntok"), "keys": keys}
+            "ntok": _col(sig, "ntok"), "keys": keys, "original": original}
+
+
+#: The dump of a document kept by an earlier run (dedup against an index).
+INDEX_DUMP = "(index)"
+#: Per worker process: the `dump` column of input shards looked up for keepers (bounded).
+_DUMP_COLUMNS: dict[str, pa.Array] = {}
+_DUMP_COLUMNS_MAX = 64
+
+
+def _dump_column(path: str) -> pa.Array | None:
+    """The `dump` column of an input shard (read alone, dictionary-encoded: a few KB for a
+    shard of one dump), cached per worker; None when the shard has no `dump` column."""
+    if path not in _DUMP_COLUMNS:
+        if "dump" not in pq.ParquetFile(path).schema_arrow.names:
+            return None
+        if len(_DUMP_COLUMNS) >= _DUMP_COLUMNS_MAX:
+            _DUMP_COLUMNS.pop(next(iter(_DUMP_COLUMNS)))
+        col = pq.read_table(path, columns=["dump"], read_dictionary=["dump"]).column("dump")
+        _DUMP_COLUMNS[path] = col.combine_chunks()
+    return _DUMP_COLUMNS[path]
+
+
+def dump_overlap(plan: Plan, i: int, dumps: pa.ChunkedArray | pa.Array, removed: np.ndarray, reasons: np.ndarray,
+                 original: np.ndarray) -> dict[str, Any]:
+    """Shard i's part of the dump × dump duplicate overlap, for its commit record's stats.
+
+    `removed` are the rows of input shard i that dedup removed, `reasons` their reasons and
+    `original` the key of the document each duplicates: its exact-duplicate group's
+    representative or its near-duplicate cluster's keeper. Returns ``{"counts": {"dump_rejected":
+    {dump: {reason: n}}, "dump_overlap": {removed doc's dump: {original's dump: n}}}}`` — counters
+    that add up over shards, so stats.json holds the whole run's matrix without a second pass.
+    The original's dump is read from its input shard's `dump` column (this shard's rows at hand,
+    others by one cached column read per shard); an original kept by an earlier run is
+    `INDEX_DUMP`. DeepSeek LLM's Table 1 curve is a cumulative sum of this matrix
+    (`pipeline.stats.cross_dump_curve`)."""
+    own = dumps.take(pa.array(removed)).cast(pa.string()).to_pylist() if len(removed) else []
+    orig_dump: list[str | None] = [None] * len(removed)
+    gshard = original >> 32
+    rows = original & ROW_MASK
+    for gs in np.unique(gshard).tolist():
+        sel = np.flatnonzero(gshard == gs)
+        if gs < 0:
+            continue
+        if gs < plan.shard_offset:
+            vals = [INDEX_DUMP] * len(sel)
+        else:
+            s = gs - plan.shard_offset
+            col = dumps if s == i else _dump_column(plan.inputs[s])
+            if col is None:
+                vals = [None] * len(sel)
+            else:
+                vals = col.take(pa.array(rows[sel])).cast(pa.string()).to_pylist()
+        for k, v in zip(sel.tolist(), vals):
+            orig_dump[k] = v
+    by_reason: dict[str, dict[str, int]] = {}
+    overlap: dict[str, dict[str, int]] = {}
+    for d, r, o in zip(own, reasons.tolist(), orig_dump):
+        d = d or ""
+        by_reason.setdefault(d, {})[r] = by_reason.get(d, {}).get(r, 0) + 1
+        o = "" if o is None else o
+        overlap.setdefault(d, {})[o] = overlap.get(d, {}).get(o, 0) + 1
+    return {"counts": {"dump_rejected": by_reason, "dump_overlap": overlap}}
 
 
 def commit(plan: Plan, i: int, out_dir: str, name: str, config_hash: str, fingerprint: str,
@@ -700,6 +771,8 @@ def commit(plan: Plan, i: int, out_dir: str, name: str, config_hash: str, finger
         schema = shard_io.REJECTED_SCHEMA_WITH_TEXT
         cols.append(table.column("text").take(rej_idx).cast(pa.string()))
     rejected = pa.table(cols, schema=schema)
+    stats = (dump_overlap(plan, i, table.column("dump"), np.flatnonzero(~keep), reasons, d["original"][~keep])
+             if "dump" in table.column_names else None)
     counters = {
         "exact_dup": int(np.count_nonzero(decision == REJECT_EXACT)),
         "minhash_dup": int(np.count_nonzero(decision == REJECT_MINHASH)),
@@ -711,4 +784,4 @@ def commit(plan: Plan, i: int, out_dir: str, name: str, config_hash: str, finger
     counters["invalid_utf8"] = int(sig_done.get("invalid_utf8", 0))
     counters.update(extra_counters)
     return shard_io.commit_shard(out_dir, name, kept=kept, rejected=rejected, input_rows=n,
-                                 config_hash=config_hash, fingerprint=fingerprint, counters=counters)
+                                 config_hash=config_hash, fingerprint=fingerprint, counters=counters, stats=stats)
