@@ -477,6 +477,8 @@ def main() -> int:
     ap.add_argument("--scale", action="store_true", help="also push 10^8 edges through the Ray components phase")
     ap.add_argument("--scale-edges", type=int, default=100_000_000)
     ap.add_argument("--only-scale", action="store_true", help="run only the 10^8-edge test")
+    ap.add_argument("--only-components", action="store_true",
+                    help="run only the components comparison (its own RESULT line)")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"data not found: {args.data}", file=sys.stderr)
@@ -488,6 +490,14 @@ def main() -> int:
             bench_scale(args.scale_edges, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        return 0
+    if args.only_components:
+        try:
+            comp = bench_components(args.pairs // (10 if args.quick else 1), reps, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"RESULT cc_dist_vs_datatrove={comp['dist'] / comp['datatrove']:.1f} "
+              f"cc_uf_vs_datatrove={comp['uf'] / comp['datatrove']:.1f}")
         return 0
     try:
         texts = graded.english_bases(args.data)

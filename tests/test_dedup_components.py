@@ -111,3 +111,100 @@ def test_bucket_edges_are_stars_not_cliques() -> None:
     # a bucket of old documents only yields nothing
     u, v, _ = bucket_edges(band[:5], key[:5], prio_old[:5])
     assert len(u) == 0
+
+
+# ---- the compiled kernels against the plain numpy formulation they replaced -------------------
+
+def np_unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    keep = np.ones(len(a), bool)
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[keep], b[keep]
+
+
+def np_large_star(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    keep = u != v
+    u, v = u[keep], v[keep]
+    if len(u) == 0:
+        return u, v, 0
+    order = np.argsort(u, kind="stable")
+    u, v = u[order], v[order]
+    starts = np.flatnonzero(np.concatenate([[True], u[1:] != u[:-1]]))
+    m = np.minimum(np.minimum.reduceat(v, starts), u[starts])
+    has_larger = np.maximum.reduceat(v, starts) > u[starts]
+    seg_of = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(u))))
+    emit = v > u
+    return v[emit], m[seg_of[emit]], int(np.count_nonzero(has_larger & (m != u[starts])))
+
+
+def np_small_star(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    keep = v < u
+    u, v = np_unique_pairs(u[keep], v[keep])
+    if len(u) == 0:
+        return u, v, 0
+    starts = np.flatnonzero(np.concatenate([[True], u[1:] != u[:-1]]))
+    counts = np.diff(np.append(starts, len(u)))
+    m = np.minimum.reduceat(v, starts)
+    mv = m[np.repeat(np.arange(len(starts)), counts)]
+    emit = v != mv
+    return (np.concatenate([v[emit], u[starts]]), np.concatenate([mv[emit], m]),
+            int(np.count_nonzero(counts > 1)))
+
+
+def np_hash_partition(nodes: np.ndarray, num_parts: int) -> np.ndarray:
+    from winnow.stages.dedup.minhash import fmix64
+
+    return (fmix64(nodes.astype(np.int64).view(np.uint64)) % np.uint64(num_parts)).astype(np.int64)
+
+
+def _random_edges(rng: np.random.Generator, trial: int) -> tuple[np.ndarray, np.ndarray]:
+    e = int(rng.integers(0, 4000))
+    kind = trial % 4
+    if kind == 0:    # shard-structured keys (above the radix sort's small-input cut-off)
+        n = int(rng.integers(1, 3000))
+        a = (rng.integers(0, 4, e) << 32) | rng.integers(0, n, e)
+        b = (rng.integers(0, 4, e) << 32) | rng.integers(0, n, e)
+    elif kind == 1:  # the whole int64 range, negative keys, loops and repeats
+        a = rng.integers(-2**63, 2**63 - 1, e, dtype=np.int64)
+        b = rng.integers(-2**63, 2**63 - 1, e, dtype=np.int64)
+        a[::3] = b[::3]
+        b[1::5] = a[1::5][::-1]
+    elif kind == 2:  # few nodes: long runs of equal keys
+        a, b = rng.integers(0, 20, e), rng.integers(0, 20, e)
+    else:            # one huge star
+        a, b = np.zeros(e, np.int64), rng.integers(0, 3, e) * rng.integers(1, 10**6, e)
+    return a.astype(np.int64), b.astype(np.int64)
+
+
+def test_compiled_kernels_equal_numpy_reference() -> None:
+    """Same arrays, same order, same counts as the numpy formulation (so work files are
+    byte-identical too), on small and large inputs, all key ranges."""
+    rng = np.random.default_rng(11)
+    for trial in range(120):
+        a, b = _random_edges(rng, trial)
+        for want, got in ((np_unique_pairs(a, b), cc.unique_pairs(a, b)),
+                          (np_large_star(a, b), cc.large_star_op(a, b)),
+                          (np_small_star(a, b), cc.small_star_op(a, b))):
+            assert len(want) == len(got)
+            for x, y in zip(want, got):
+                if isinstance(x, np.ndarray):
+                    assert y.dtype == np.int64 and np.array_equal(x, y), trial
+                else:
+                    assert x == y, trial
+        for parts in (2, 3, 8, 1000):
+            assert np.array_equal(cc.hash_partition(a, parts), np_hash_partition(a, parts)), trial
+        loop = a != b
+        nodes, roots = cc.union_find(a[loop], b[loop])
+        assert np.array_equal(nodes, np.unique(np.concatenate([a[loop], b[loop]])))
+        assert as_dict(nodes, roots) == bfs_components(a, b), trial
+
+
+def test_radix_argsort_is_the_stable_argsort() -> None:
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 63, 64, 65, 1000, 50_000):
+        for hi in (1, 3, 2**11, 2**40, 2**62):
+            keys = rng.integers(-hi, hi, n, dtype=np.int64)
+            assert np.array_equal(cc._radix_argsort(keys), np.argsort(keys, kind="stable")), (n, hi)
+            k, v = cc._radix_sort_kv(keys, np.arange(n, dtype=np.int64))
+            assert np.array_equal(v, np.argsort(keys, kind="stable")) and np.array_equal(k, np.sort(keys))

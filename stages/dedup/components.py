@@ -24,34 +24,342 @@ neighbour. Both at once ⇔ the graph is a star forest rooted at the component m
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from winnow.stages.dedup.minhash import fmix64
+
+# ---- compiled kernels ---------------------------------------------------------------------
+# Every star round sorts each partition's rows by node; numpy's stable argsort of int64 is a
+# timsort (~110 ns a row). Node keys are (shard << 32 | row) and span ~40-50 bits, so an LSD
+# radix sort over the keys' actual span (11-bit digits, passes whose digit is constant skipped)
+# gives the same stable permutation in a few linear passes.
+
+_RADIX_BITS = 11
+_SMALL = 64
+
+
+@njit(cache=True, nogil=True)
+def _radix_argsort(keys: np.ndarray) -> np.ndarray:
+    """The permutation ``np.argsort(keys, kind="stable")`` returns, by LSD radix sort."""
+    n = len(keys)
+    perm = np.arange(n)
+    if n < _SMALL:
+        # insertion sort: stable, no allocation
+        for i in range(1, n):
+            p = perm[i]
+            k = keys[p]
+            j = i - 1
+            while j >= 0 and keys[perm[j]] > k:
+                perm[j + 1] = perm[j]
+                j -= 1
+            perm[j + 1] = p
+        return perm
+    lo = keys[0]
+    hi = keys[0]
+    for i in range(n):
+        x = keys[i]
+        if x < lo:
+            lo = x
+        if x > hi:
+            hi = x
+    span = np.uint64(hi) - np.uint64(lo)
+    if span == 0:
+        return perm
+    bits = 0
+    while bits < 64 and (span >> np.uint64(bits)) != 0:
+        bits += 1
+    passes = (bits + _RADIX_BITS - 1) // _RADIX_BITS
+    width = (bits + passes - 1) // passes
+    nb = 1 << width
+    dmask = np.uint64(nb - 1)
+    ulo = np.uint64(lo)
+    hist = np.zeros((passes, nb), np.int64)
+    k1 = np.empty(n, np.uint64)
+    for i in range(n):
+        x = np.uint64(keys[i]) - ulo
+        k1[i] = x
+        for p in range(passes):
+            hist[p, np.int64((x >> np.uint64(p * width)) & dmask)] += 1
+    k2 = np.empty(n, np.uint64)
+    perm2 = np.empty(n, np.int64)
+    for p in range(passes):
+        h = hist[p]
+        shift = np.uint64(p * width)
+        if h[np.int64((k1[0] >> shift) & dmask)] == n:
+            continue  # every key has the same digit here
+        total = 0
+        for d in range(nb):
+            c = h[d]
+            h[d] = total
+            total += c
+        for i in range(n):
+            x = k1[i]
+            d = np.int64((x >> shift) & dmask)
+            o = h[d]
+            h[d] = o + 1
+            k2[o] = x
+            perm2[o] = perm[i]
+        k1, k2 = k2, k1
+        perm, perm2 = perm2, perm
+    return perm
+
+
+
+@njit(cache=True, nogil=True)
+def _radix_sort_kv(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, vals) reordered by the stable sort of `keys` (copies): the rows
+    ``np.argsort(keys, kind="stable")`` gives, moved with their payload instead of gathered."""
+    n = len(keys)
+    k1 = keys.copy()
+    v1 = vals.copy()
+    if n < _SMALL:
+        for i in range(1, n):
+            k = k1[i]
+            x = v1[i]
+            j = i - 1
+            while j >= 0 and k1[j] > k:
+                k1[j + 1] = k1[j]
+                v1[j + 1] = v1[j]
+                j -= 1
+            k1[j + 1] = k
+            v1[j + 1] = x
+        return k1, v1
+    lo = keys[0]
+    hi = keys[0]
+    for i in range(n):
+        x = keys[i]
+        if x < lo:
+            lo = x
+        if x > hi:
+            hi = x
+    span = np.uint64(hi) - np.uint64(lo)
+    if span == 0:
+        return k1, v1
+    bits = 0
+    while bits < 64 and (span >> np.uint64(bits)) != 0:
+        bits += 1
+    passes = (bits + _RADIX_BITS - 1) // _RADIX_BITS
+    width = (bits + passes - 1) // passes
+    nb = 1 << width
+    dmask = np.uint64(nb - 1)
+    ulo = np.uint64(lo)
+    hist = np.zeros((passes, nb), np.int64)
+    for i in range(n):
+        x = np.uint64(keys[i]) - ulo
+        for p in range(passes):
+            hist[p, np.int64((x >> np.uint64(p * width)) & dmask)] += 1
+    k2 = np.empty(n, np.int64)
+    v2 = np.empty(n, np.int64)
+    for p in range(passes):
+        h = hist[p]
+        shift = np.uint64(p * width)
+        if h[np.int64(((np.uint64(k1[0]) - ulo) >> shift) & dmask)] == n:
+            continue  # every key has the same digit here
+        total = 0
+        for d in range(nb):
+            c = h[d]
+            h[d] = total
+            total += c
+        for i in range(n):
+            x = k1[i]
+            d = np.int64(((np.uint64(x) - ulo) >> shift) & dmask)
+            o = h[d]
+            h[d] = o + 1
+            k2[o] = x
+            v2[o] = v1[i]
+        k1, k2 = k2, k1
+        v1, v2 = v2, v1
+    return k1, v1
+
+@njit(cache=True, nogil=True)
+def _hash_partition(nodes: np.ndarray, num_parts: np.uint64) -> np.ndarray:
+    out = np.empty(len(nodes), np.int64)
+    for i in range(len(nodes)):
+        h = np.uint64(nodes[i])
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+        out[i] = np.int64(h % num_parts)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(a)
+    sa, sb = _radix_sort_kv(a, b)
+    # sort b inside every run of equal a (runs are short; a long one goes to a merge sort)
+    s = 0
+    while s < n:
+        e = s + 1
+        while e < n and sa[e] == sa[s]:
+            e += 1
+        if e - s > 1:
+            if e - s <= 32:
+                for i in range(s + 1, e):
+                    x = sb[i]
+                    j = i - 1
+                    while j >= s and sb[j] > x:
+                        sb[j + 1] = sb[j]
+                        j -= 1
+                    sb[j + 1] = x
+            else:
+                sb[s:e] = np.sort(sb[s:e])
+        s = e
+    m = 0
+    for i in range(n):
+        if i == 0 or sa[i] != sa[i - 1] or sb[i] != sb[i - 1]:
+            sa[m] = sa[i]
+            sb[m] = sb[i]
+            m += 1
+    return sa[:m].copy(), sb[:m].copy()
+
+
+@njit(cache=True, nogil=True)
+def _large_star(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    n = 0
+    for i in range(len(u)):
+        if u[i] != v[i]:
+            n += 1
+    uu = np.empty(n, np.int64)
+    vv = np.empty(n, np.int64)
+    n = 0
+    emit = 0
+    for i in range(len(u)):
+        if u[i] != v[i]:
+            uu[n] = u[i]
+            vv[n] = v[i]
+            n += 1
+            if v[i] > u[i]:
+                emit += 1
+    uu, vv = _radix_sort_kv(uu, vv)
+    child = np.empty(emit, np.int64)
+    parent = np.empty(emit, np.int64)
+    changed = 0
+    o = 0
+    s = 0
+    while s < n:
+        x = uu[s]
+        m = x
+        has_larger = False
+        e = s
+        while e < n and uu[e] == x:
+            y = vv[e]
+            if y < m:
+                m = y
+            if y > x:
+                has_larger = True
+            e += 1
+        if has_larger and m != x:
+            changed += 1
+        for i in range(s, e):
+            y = vv[i]
+            if y > x:
+                child[o] = y
+                parent[o] = m
+                o += 1
+        s = e
+    return child, parent, changed
+
+
+@njit(cache=True, nogil=True)
+def _small_star(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    n = 0
+    for i in range(len(u)):
+        if v[i] < u[i]:
+            n += 1
+    uu = np.empty(n, np.int64)
+    vv = np.empty(n, np.int64)
+    n = 0
+    for i in range(len(u)):
+        if v[i] < u[i]:
+            uu[n] = u[i]
+            vv[n] = v[i]
+            n += 1
+    su, sv = _unique_pairs(uu, vv)
+    n = len(su)
+    segs = 0
+    for i in range(n):
+        if i == 0 or su[i] != su[i - 1]:
+            segs += 1
+    # sorted by (u, v): the first v of a run is its minimum; every other v of the run becomes
+    # a leaf of that minimum, then each u itself does
+    k = n - segs
+    child = np.empty(n, np.int64)
+    parent = np.empty(n, np.int64)
+    changed = 0
+    o = 0
+    r = k
+    m = np.int64(0)
+    for i in range(n):
+        if i == 0 or su[i] != su[i - 1]:
+            m = sv[i]
+            child[r] = su[i]
+            parent[r] = m
+            r += 1
+            if i + 1 < n and su[i + 1] == su[i]:
+                changed += 1
+        else:
+            child[o] = sv[i]
+            parent[o] = m
+            o += 1
+    return child, parent, changed
+
+
+@njit(cache=True, nogil=True)
+def _union_find(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(a)
+    both = np.empty(2 * n, np.int64)
+    both[:n] = a
+    both[n:] = b
+    perm = _radix_argsort(both)
+    inv = np.empty(2 * n, np.int64)
+    count = 0
+    for i in range(2 * n):
+        if i == 0 or both[perm[i]] != both[perm[i - 1]]:
+            count += 1
+        inv[perm[i]] = count - 1
+    nodes = np.empty(count, np.int64)
+    for i in range(2 * n):
+        nodes[inv[i]] = both[i]
+    parent = np.arange(count)
+    for i in range(n):
+        x = inv[i]
+        while parent[x] != x:  # find with path halving
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        y = inv[n + i]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x < y:  # ids are in node order: the smaller id stays the root, so the root is the minimum
+            parent[y] = x
+        elif y < x:
+            parent[x] = y
+    roots = np.empty(count, np.int64)
+    for i in range(count):  # a parent has a smaller id: one pass in id order resolves every root
+        parent[i] = parent[parent[i]]
+        roots[i] = nodes[parent[i]]
+    return nodes, roots
+
+
+def _i64(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.int64)
 
 
 def hash_partition(nodes: np.ndarray, num_parts: int) -> np.ndarray:
-    """Partition of each int64 node key (mixed, so shard-structured keys spread evenly)."""
+    """Partition of each int64 node key (MurmurHash3's fmix64 of the key, modulo `num_parts`, so
+    shard-structured keys spread evenly)."""
     if num_parts == 1:
         return np.zeros(len(nodes), np.int64)
-    return (fmix64(nodes.astype(np.int64).view(np.uint64)) % np.uint64(num_parts)).astype(np.int64)
+    return _hash_partition(_i64(nodes), np.uint64(num_parts))
 
 
 def unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (a, b) rows, sorted by a then b (two stable argsorts: faster than lexsort)."""
+    """Distinct (a, b) rows, sorted by a then b (int64)."""
     if len(a) == 0:
         return a.astype(np.int64), b.astype(np.int64)
-    order = np.argsort(b, kind="stable")
-    order = order[np.argsort(a[order], kind="stable")]
-    a, b = a[order], b[order]
-    keep = np.ones(len(a), bool)
-    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    return a[keep], b[keep]
-
-
-def _segments(keys: np.ndarray) -> np.ndarray:
-    """Start index of every run of equal values in sorted `keys`."""
-    if len(keys) == 0:
-        return np.zeros(0, np.int64)
-    return np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return _unique_pairs(_i64(a), _i64(b))
 
 
 def large_star_op(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -59,24 +367,11 @@ def large_star_op(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
     Rows (u, v): v is a neighbour of u, for every node u whose partition this is (the map step
     emitted both directions of each edge; repeated rows are harmless here). Returns the new edges
-    as (child, parent) with parent < child — possibly repeated, small-star removes repeats — and
-    how many nodes changed their star.
+    as (child, parent) with parent < child — possibly repeated, small-star removes repeats — in
+    the stable order of u, and how many nodes changed their star.
     """
-    keep = u != v
-    u, v = u[keep], v[keep]
-    if len(u) == 0:
-        return u.astype(np.int64), v.astype(np.int64), 0
-    order = np.argsort(u, kind="stable")
-    u, v = u[order], v[order]
-    starts = _segments(u)
-    m = np.minimum(np.minimum.reduceat(v, starts), u[starts])   # min of Γ(u) ∪ {u}
-    has_larger = np.maximum.reduceat(v, starts) > u[starts]
-    seg_of = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(u))))
-    emit = v > u
-    child = v[emit]
-    parent = m[seg_of[emit]]
-    changed = int(np.count_nonzero(has_larger & (m != u[starts])))
-    return child, parent, changed
+    child, parent, changed = _large_star(_i64(u), _i64(v))
+    return child, parent, int(changed)
 
 
 def small_star_op(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -84,22 +379,11 @@ def small_star_op(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
     Rows (u, v) with v < u: the smaller neighbours of each node u whose partition this is
     (repeats removed here, so that "changed" counts only real changes). Returns the new edges as
-    (child, parent) with parent < child, and how many nodes changed.
+    (child, parent) with parent < child — first every non-minimal smaller neighbour to the
+    minimum, then every u to its minimum, each in (u, v) order — and how many nodes changed.
     """
-    keep = v < u
-    u, v = unique_pairs(u[keep], v[keep])
-    if len(u) == 0:
-        return u, v, 0
-    starts = _segments(u)
-    counts = np.diff(np.append(starts, len(u)))
-    m = np.minimum.reduceat(v, starts)                           # min of N(u) (all < u)
-    seg_of = np.repeat(np.arange(len(starts)), counts)
-    mv = m[seg_of]
-    emit = v != mv
-    child = np.concatenate([v[emit], u[starts]])
-    parent = np.concatenate([mv[emit], m])
-    changed = int(np.count_nonzero(counts > 1))
-    return child, parent, changed
+    child, parent, changed = _small_star(_i64(u), _i64(v))
+    return child, parent, int(changed)
 
 
 def star_roots(child: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,34 +401,15 @@ def star_roots(child: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def union_find(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of the edges (a, b) in one process: (node, root) for every node that
-    has an edge, root = the smallest node of its component.
+    has an edge, nodes sorted, root = the smallest node of its component.
 
-    Vectorised hook-and-compress (Shiloach–Vishkin style) over compressed ids: each round hooks
-    the larger root of every still-split edge onto the smaller, then compresses paths fully; the
-    number of rounds is logarithmic in practice. Memory ≈ 40 bytes per edge.
+    Compiled union-find over compressed ids (radix-sorted node keys, so an id order is the node
+    order): union links the larger root under the smaller, finds halve their paths, and one pass
+    in id order resolves every root. Memory ≈ 48 bytes per edge.
     """
     if len(a) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-    n = len(a)
-    x = inv[:n].astype(np.int64)
-    y = inv[n:].astype(np.int64)
-    parent = np.arange(len(nodes), dtype=np.int64)
-    while len(x):
-        px, py = parent[x], parent[y]
-        split = px != py
-        if not split.any():
-            break
-        x, y, px, py = x[split], y[split], px[split], py[split]
-        lo = np.minimum(px, py)
-        hi = np.maximum(px, py)
-        np.minimum.at(parent, hi, lo)
-        while True:  # full path compression: parent becomes the root
-            pp = parent[parent]
-            if np.array_equal(pp, parent):
-                break
-            parent = pp
-    return nodes, nodes[parent]
+    return _union_find(_i64(a), _i64(b))
 
 
 def local_contract(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
