@@ -5,12 +5,17 @@ Same documents (a mix of the shared corpus: en/zh Wikipedia, IMDb reviews, code,
 help), same tokenizer (the DeepSeek LLM anchor tokenizer.json), one process each, run in turns.
 
 What each side includes (timed from a parquet shard on disk to finished files):
-- winnow: read the shard, encode_batch(_fast), BOS/EOS, write .bin/.idx, pack (best-fit
-  decreasing), write the pack index, rejected parquet and commit record (`PackStage`'s per-shard
-  work, as a Ray actor runs it, without Ray).
+- winnow: load the tokenizer, read the shard, encode (distinct lines once, `encode_batch_fast`),
+  BOS/EOS, write .bin/.idx, pack (best-fit decreasing), write the pack index, rejected parquet
+  and commit record (`PackStage`'s per-shard work, as a Ray actor runs it, without Ray; a fresh
+  stage each run, so its line cache starts empty).
 - datatrove: read the shard into `Document`s, `DocumentTokenizer` (EOS post-processor, no
   document shuffle: its fastest mode) writing its `.ds` tokens + index.
-- encode: `Tokenizer.encode_batch` on the texts already in memory (the floor both build on).
+- encode: load the tokenizer, `Tokenizer.encode_batch` on the texts already in memory (the
+  floor both build on); encode_fast: the same with `encode_batch_fast` (no character offsets).
+
+Ratios use CPU seconds of the process (tokenizer threads included): on a shared, loaded machine
+wall time mostly measures the neighbours.
 
 Reader: tokens/s of one process iterating `PackedDataset` samples (input_ids, labels,
 position_ids, cu_seqlens) of a seq_len 4096 pack from the page cache; and through
@@ -27,6 +32,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import resource
 import shutil
 import statistics
 import sys
@@ -37,6 +44,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+# One tokenizer thread per process, on every side: winnow runs one Ray actor per core and
+# datatrove one task per core, so per-process CPU seconds are the throughput that scales (and
+# Rayon's idle threads spinning on a loaded machine would otherwise be counted as work).
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -99,6 +112,14 @@ def run_encode(texts: list[str], tok: Path) -> int:
     return sum(len(e.ids) for e in t.encode_batch(texts, add_special_tokens=False))
 
 
+def run_encode_fast(texts: list[str], tok: Path) -> int:
+    """`encode_batch_fast`: the same ids without character offsets (what winnow calls)."""
+    from tokenizers import Tokenizer
+
+    t = Tokenizer.from_file(str(tok / "tokenizer.json"))
+    return sum(len(e.ids) for e in t.encode_batch_fast(texts, add_special_tokens=False))
+
+
 def timed(fn, *args) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds of this process (all its threads: the tokenizer's Rayon pool
     included) and the function's token count. CPU time is what the ratios use: on a shared,
@@ -122,7 +143,18 @@ def reader_rate(pack_dir: Path, seq_len: int, seconds: float) -> float:
     return n * seq_len / (time.perf_counter() - t0)
 
 
-def loader_rate(pack_dir: Path, seq_len: int, seconds: float, workers: int) -> float:
+def _cpu_with_children() -> float:
+    """CPU seconds of this process plus its finished (reaped) children."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def loader_rate(pack_dir: Path, seq_len: int, seconds: float, workers: int) -> tuple[float, float]:
+    """(tokens per wall second, tokens per CPU second of the loader's main process and its
+    workers together) through `DataLoader(TorchPackedDataset(...))`. The CPU figure counts the
+    workers' batches prefetched but not taken too, so it is a lower bound."""
+    import gc
+
     from torch.utils.data import DataLoader
 
     from winnow.tokenizer.reader import PackedDataset, TorchPackedDataset
@@ -130,15 +162,19 @@ def loader_rate(pack_dir: Path, seq_len: int, seconds: float, workers: int) -> f
     ds = TorchPackedDataset(PackedDataset(pack_dir, seq_len, seed=0, micro_batch=8), stack_micro_batches=True)
     loader = DataLoader(ds, batch_size=None, num_workers=workers, **({"prefetch_factor": 4} if workers else {}))
     n = 0
+    c0 = _cpu_with_children()
     it = iter(loader)
-    next(it)  # worker start-up is not throughput
+    next(it)  # worker start-up is not throughput (its CPU time is counted: conservative)
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         b = next(it)
         n += int(b["input_ids"].numel())
     rate = n / (time.perf_counter() - t0)
-    del it
-    return rate
+    if workers:
+        it._shutdown_workers()  # join the workers so their CPU time is counted
+    del it, b
+    gc.collect()
+    return rate, n / (_cpu_with_children() - c0)
 
 
 def corpus_lengths(per_file: int, cache: Path | None) -> dict[str, np.ndarray]:
@@ -351,40 +387,45 @@ def main(argv: list[str] | None = None) -> int:
         texts = [r["text"] for r in rows]
         chars = sum(len(t) for t in texts)
         print(f"{len(rows)} documents, {chars / 1e6:.2f} M characters, tokenizer DeepSeek LLM anchor", file=sys.stderr)
-        times: dict[str, list[float]] = {"winnow": [], "datatrove": [], "encode": []}
+        times: dict[str, list[float]] = {"winnow": [], "datatrove": [], "encode": [], "encode_fast": []}
         cpu: dict[str, list[float]] = {k: [] for k in times}
         tokens: dict[str, int] = {}
         for r in range(args.repeats):
             for name, fn, fargs in (("winnow", run_winnow, (shard, tok, tmp / "winnow", args.seq_len)),
                                     ("datatrove", run_datatrove, (shard, tok, tmp / "datatrove")),
-                                    ("encode", run_encode, (texts, tok))):
+                                    ("encode", run_encode, (texts, tok)),
+                                    ("encode_fast", run_encode_fast, (texts, tok))):
                 sec, csec, n = timed(fn, *fargs)
                 times[name].append(sec)
                 cpu[name].append(csec)
                 tokens[name] = n
-                print(f"  run {r + 1} {name:9s} wall {sec:7.2f} s  cpu {csec:7.2f} s", file=sys.stderr)
+                print(f"  run {r + 1} {name:11s} wall {sec:7.2f} s  cpu {csec:7.2f} s", file=sys.stderr)
         med = {k: statistics.median(v) for k, v in times.items()}
         cmed = {k: statistics.median(v) for k, v in cpu.items()}
         print("\nmedians (same documents; winnow adds BOS+EOS, datatrove EOS, encode neither):")
         for k in med:
-            print(f"  {k:9s} wall {med[k]:7.2f} s  cpu {cmed[k]:7.2f} s  {tokens[k]:,} tokens  "
+            print(f"  {k:11s} wall {med[k]:7.2f} s  cpu {cmed[k]:7.2f} s  {tokens[k]:,} tokens  "
                   f"{tokens[k] / cmed[k] / 1e3:,.1f} k tokens per cpu-second")
         pack_vs_datatrove = cmed["datatrove"] / cmed["winnow"]
         pack_vs_encode = cmed["encode"] / cmed["winnow"]
-        print(f"wall-time ratios (noisy here): vs datatrove {med['datatrove'] / med['winnow']:.2f}, "
-              f"vs encode {med['encode'] / med['winnow']:.2f}")
+        print(f"CPU-time ratios: winnow vs datatrove {pack_vs_datatrove:.2f}, vs encode_batch {pack_vs_encode:.2f}, "
+              f"vs encode_batch_fast {cmed['encode_fast'] / cmed['winnow']:.2f}")
+        print(f"wall-time ratios (noisy on a shared machine): vs datatrove {med['datatrove'] / med['winnow']:.2f}, "
+              f"vs encode_batch {med['encode'] / med['winnow']:.2f}")
         m = json.loads((tmp / "winnow" / "pack_manifest.json").read_text())
         print(f"pack (bestfit, seq_len {args.seq_len}): {m['windows']} windows, padding {m['packing_stats']['padding_share']:.4f}, "
               f"split docs {m['packing_stats']['split_share']:.3f}")
 
         rate = reader_rate(tmp / "winnow", args.seq_len, args.reader_seconds)
         print(f"reader, one process, page cache: {rate / 1e6:.1f} M tokens/s")
-        lrates = {}
+        lrates, lcpu = {}, {}
         for workers in (0, 2):
-            lrates[workers] = loader_rate(tmp / "winnow", args.seq_len, args.reader_seconds, workers)
-            print(f"reader through DataLoader(micro-batch 8, {workers} workers): {lrates[workers] / 1e6:.1f} M tokens/s")
+            lrates[workers], lcpu[workers] = loader_rate(tmp / "winnow", args.seq_len, args.reader_seconds, workers)
+            print(f"reader through DataLoader(micro-batch 8, {workers} workers): {lrates[workers] / 1e6:.1f} M tokens/s, "
+                  f"{lcpu[workers] / 1e6:.1f} M tokens per CPU-second (main process + workers)")
         print(f"RESULT pack_vs_datatrove={pack_vs_datatrove:.2f} pack_vs_encode={pack_vs_encode:.2f} "
-              f"reader_mtok_s={rate / 1e6:.1f} loader0_mtok_s={lrates[0] / 1e6:.1f} loader2_mtok_s={lrates[2] / 1e6:.1f}")
+              f"reader_mtok_s={rate / 1e6:.1f} loader0_mtok_s={lrates[0] / 1e6:.1f} loader2_mtok_s={lrates[2] / 1e6:.1f} "
+              f"loader2_mtok_cpu_s={lcpu[2] / 1e6:.1f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

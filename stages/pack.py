@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -104,6 +104,7 @@ class PackStage(ShardMapStage):
     def __init__(self, config: Any = None):
         super().__init__(config)
         self._tok: Any = None
+        self._lines: LineCache | None = None
         self._info: dict[str, Any] | None = None
 
     # --- identity, artifacts, CLI -------------------------------------------------------------
@@ -164,32 +165,47 @@ class PackStage(ShardMapStage):
     def setup(self) -> None:
         from tokenizers import Tokenizer
 
-        self._tok = Tokenizer.from_file(str(self.tokenizer_dir() / "tokenizer.json"))
+        path = self.tokenizer_dir() / "tokenizer.json"
+        self._tok = Tokenizer.from_file(str(path))
         if self._info is None:  # one tokenizer load per actor, not two
             self._info = tokenizer_info(self.tokenizer_dir(), self._tok)
+        with open(path, encoding="utf-8") as f:
+            line_safe = splits_lines_first(json.load(f))
+        self._lines = LineCache(self._tok) if line_safe else None
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids of `texts` with the BOS/EOS policy: (flat int64 ids, per-text lengths). An
-        empty text gets length 0 (no BOS/EOS) so the caller can reject it."""
+        """Token ids of `texts` with the BOS/EOS policy: (flat int32 ids, per-text lengths). An
+        empty text gets length 0 (no BOS/EOS) so the caller can reject it.
+
+        With a tokenizer whose pre-tokenizer first isolates every newline (DeepSeek LLM's and
+        winnow's own), texts are encoded line by line through a cache of distinct lines
+        (`LineCache`): the same ids, but a line repeated across documents (boilerplate, code) is
+        tokenised once per actor. Otherwise whole texts go to `encode_batch`."""
         if self._tok is None:
             self.setup()
         info = self.info()
-        bos = [info["bos_id"]] if self.config.bos else []
-        eos = [info["eos_id"]] if self.config.eos else []
+        bos = np.array([info["bos_id"]] if self.config.bos else [], dtype=np.int32)
+        eos = np.array([info["eos_id"]] if self.config.eos else [], dtype=np.int32)
         encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
-        chunks: list[list[int]] = []
+        pieces: list[np.ndarray] = []
         lengths = np.zeros(len(texts), dtype=np.int64)
+        extra = bos.size + eos.size
         bs = self.config.batch_size
         for a in range(0, len(texts), bs):
             batch = texts[a:a + bs]
-            for j, enc in enumerate(encode(batch, add_special_tokens=False)):
-                ids = enc.ids
-                if not ids:
+            if self._lines is not None:
+                docs = self._lines.encode_batch(batch)
+            else:
+                docs = [[np.asarray(e.ids, dtype=np.int32)] for e in encode(batch, add_special_tokens=False)]
+            for j, parts in enumerate(docs):
+                n = sum(p.size for p in parts)
+                if n == 0:
                     continue
-                doc = bos + ids + eos
-                chunks.append(doc)
-                lengths[a + j] = len(doc)
-        flat = np.array(list(itertools.chain.from_iterable(chunks)), dtype=np.int64)
+                pieces.append(bos)
+                pieces.extend(parts)
+                pieces.append(eos)
+                lengths[a + j] = n + extra
+        flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
         return flat, lengths
 
     def process_shard(self, task: ShardTask) -> ShardOutput:
@@ -207,7 +223,7 @@ class PackStage(ShardMapStage):
         urls = table.column("url") if "url" in table.column_names else pa.nulls(n, pa.string())
         keep = pa.array(~empty)
         offsets = np.concatenate([[0], np.cumsum(lengths[~empty])]).astype(np.int64)
-        tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.int32)))
+        tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.int32, copy=False)))
         kept_cols = {"id": pc.filter(ids, keep), "tokens": tokens}
         for extra in ("lang", "domain"):
             if extra in table.column_names:
@@ -242,6 +258,57 @@ class PackStage(ShardMapStage):
         """Every shard is committed and the counts add up: write `pack_manifest.json` (what a
         training job's reader opens) from all shard records, deterministically."""
         shard_io.write_json_atomic(pack_manifest(self.config, self.info(), records), Path(out_dir) / PACK_MANIFEST)
+
+
+_NEWLINE_SPLIT = re.compile(r"([\r\n])")
+
+
+def splits_lines_first(tokenizer_json: dict[str, Any]) -> bool:
+    """Whether a text's ids are exactly its lines' ids with each newline character's ids between
+    them: nothing may look across a newline before the pre-tokenizer isolates it. True when there
+    is no normalizer, the pre-tokenizer's first step is `Split("[\\r\\n]", Isolated)` (DeepSeek
+    LLM's; winnow's tokenizer stage writes the same), and no added token contains a newline or
+    strips / checks its neighbours (lstrip, rstrip, single_word)."""
+    norm = tokenizer_json.get("normalizer")
+    if norm is not None and not (norm.get("type") == "Sequence" and not norm.get("normalizers")):
+        return False
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    first = (pre.get("pretokenizers") or [None])[0] if pre.get("type") == "Sequence" else pre
+    if not (isinstance(first, dict) and first.get("type") == "Split" and first.get("pattern") == {"Regex": "[\r\n]"}
+            and first.get("behavior") == "Isolated" and not first.get("invert")):
+        return False
+    return not any(t.get("lstrip") or t.get("rstrip") or t.get("single_word") or "\r" in t.get("content", "")
+                   or "\n" in t.get("content", "") for t in tokenizer_json.get("added_tokens", []))
+
+
+class LineCache:
+    """Encodes texts line by line, each distinct line once (a bounded cache, cleared when it
+    holds `max_chars` characters of lines): for tokenizers where `splits_lines_first` holds, the
+    ids equal `encode_batch` on the whole texts (tested against it). Lines repeated across
+    documents (navigation, licence headers, code) are not tokenised again."""
+
+    def __init__(self, tok: Any, max_chars: int = 32 << 20):
+        self.tok = tok
+        self.encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+        self.newline = {c: np.asarray(tok.encode(c, add_special_tokens=False).ids, dtype=np.int32) for c in "\r\n"}
+        self.cache: dict[str, np.ndarray] = {}
+        self.chars = 0
+        self.max_chars = max_chars
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[np.ndarray]]:
+        """Per text, its ids as a list of arrays (lines and newlines in order)."""
+        parts = [_NEWLINE_SPLIT.split(t) for t in texts]
+        if self.chars > self.max_chars:
+            self.cache.clear()
+            self.chars = 0
+        cache = self.cache
+        todo = list(dict.fromkeys(seg for p in parts for seg in p[::2] if seg and seg not in cache))
+        if todo:
+            for seg, enc in zip(todo, self.encode(todo, add_special_tokens=False)):
+                cache[seg] = np.asarray(enc.ids, dtype=np.int32)
+            self.chars += sum(map(len, todo))
+        nl = self.newline
+        return [[nl[seg] if j & 1 else cache[seg] for j, seg in enumerate(p) if seg] for p in parts]
 
 
 def committed_pack_shard(out_dir: Path, name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:

@@ -144,3 +144,49 @@ def test_pack_on_ray_matches_serial(tmp_path, tok, rows, ray_local):
     assert (ray_out / "pack_manifest.json").read_bytes() == (serial / "pack_manifest.json").read_bytes()
     assert not [p for p in ray_out.rglob(".*.tmp")]
     assert os.path.exists(ray_out / "manifest.json")
+
+
+EDGE_TEXTS = ["\n", "\r\n", "a\n\n b  \n", "  \n  x", "x  ", "\n\n\n  \t\n", "foo\rbar", "数字 123\n４５６ ",
+              "<｜end▁of▁sentence｜>\nhi<｜begin▁of▁sentence｜>", " \u2028 line sep\u0085x", "emoji 😀\n😀", "tab\t\n\tx",
+              "}\n}\n}\n", "same line\nsame line\nsame line"]
+
+
+def test_line_cache_gives_the_ids_of_whole_texts(tmp_path, tok, rows):
+    """Encoding distinct lines once (LineCache) must give exactly `encode_batch` on whole texts,
+    on real documents and newline edge cases, on a cold and a warm cache; a tokenizer that does
+    not isolate newlines first falls back to whole texts."""
+    from tokenizers import Tokenizer
+
+    from winnow.stages.pack import splits_lines_first
+
+    texts = [r["text"] or "" for r in rows] + EDGE_TEXTS
+    t = Tokenizer.from_file(str(tok / "tokenizer.json"))
+    bos, eos = 100000, 100001
+    want = [[bos] + e.ids + [eos] if e.ids else [] for e in t.encode_batch(texts, add_special_tokens=False)]
+    data = json.loads((tok / "tokenizer.json").read_text(encoding="utf-8"))
+    assert splits_lines_first(data)
+    stage = PackStage({"tokenizer": str(tok), "batch_size": 7})
+    stage.setup()
+    assert stage._lines is not None
+    for _ in range(2):  # cold, then every line cached
+        flat, lengths = stage.encode(texts)
+        got = np.split(flat, np.cumsum(lengths)[:-1])
+        assert [g.tolist() for g in got] == want
+    # not line-safe: a pre-tokenizer without the newline split first, or an added token that strips
+    other = tmp_path / "nolines"
+    other.mkdir()
+    (other / "tokenizer_config.json").write_bytes((tok / "tokenizer_config.json").read_bytes())
+    changed = json.loads(json.dumps(data))
+    changed["pre_tokenizer"]["pretokenizers"] = changed["pre_tokenizer"]["pretokenizers"][1:]
+    (other / "tokenizer.json").write_text(json.dumps(changed, ensure_ascii=False), encoding="utf-8")
+    assert not splits_lines_first(changed)
+    stripping = json.loads(json.dumps(data))
+    stripping["added_tokens"][0]["rstrip"] = True
+    assert not splits_lines_first(stripping)
+    s2 = PackStage({"tokenizer": str(other)})
+    s2.setup()
+    assert s2._lines is None
+    t2 = Tokenizer.from_file(str(other / "tokenizer.json"))
+    want2 = [[bos] + e.ids + [eos] if e.ids else [] for e in t2.encode_batch(texts, add_special_tokens=False)]
+    flat, lengths = s2.encode(texts)
+    assert [g.tolist() for g in np.split(flat, np.cumsum(lengths)[:-1])] == want2
