@@ -133,12 +133,14 @@ def test_million_token_document_split_and_counted(tmp_path, tok):
 
 @pytest.mark.slow
 def test_pack_on_ray_matches_serial(tmp_path, tok, rows, ray_local):
-    from winnow.pipeline.runner import RayRuntime
+    """`winnow pack --in … --tokenizer … --out … --seq-len … --packing …` (the issue's command line)
+    on Ray actors writes the bytes of the serial in-process run."""
+    from winnow.pipeline.cli import main
 
     serial, _ = build_pack(tmp_path, tok, [rows[:12], rows[12:]], name="serial", seq_len=64, packing="concat")
-    stage = PackStage({"tokenizer": str(tok), "seq_len": 64, "packing": "concat"})
     ray_out = tmp_path / "ray"
-    run_stage(stage, [str(tmp_path / "serial-in")], ray_out, runtime=RayRuntime(workers=2, show_progress=False))
+    assert main(["pack", "--in", str(tmp_path / "serial-in"), "--tokenizer", str(tok), "--out", str(ray_out),
+                 "--seq-len", "64", "--packing", "concat", "--workers", "2"]) == 0
     for p in sorted((serial / "data").iterdir()):
         assert (ray_out / "data" / p.name).read_bytes() == p.read_bytes()
     assert (ray_out / "pack_manifest.json").read_bytes() == (serial / "pack_manifest.json").read_bytes()
