@@ -136,7 +136,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="~5 MB, one repetition")
     args = ap.parse_args()
-    scale, reps = (0.15, 1) if args.quick else (1.0, 3)
+    scale, reps = (0.15, 1) if args.quick else (1.0, 5)
     if not SHARED.is_dir():
         print(f"bench/remix.py: {SHARED} not found", file=sys.stderr)
         return 2

@@ -252,6 +252,11 @@ def test_gather_takes_rows_per_batch_in_the_given_order(tmp_path):
     base = np.array([0, 20000, 20005])
     want = pa.concat_tables(tables).take(pa.array(base[src] + idx))
     assert got.equals(want)
+    # null texts (and repeated rows) come through as they are
+    with_null = pa.table({"id": ["n-0", "n-1"], "text": ["x", None]})
+    ph.write_work(with_null, ph.labelled_path(plan, 1))
+    got = ph._take_in_order(plan, with_null.schema, np.array([1, 1, 1]), np.array([1, 0, 1]))
+    assert got.column("text").to_pylist() == [None, "x", None]
 
 
 def test_cli_flags_map_onto_the_config(tmp_path):

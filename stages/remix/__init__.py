@@ -46,6 +46,27 @@ class RemixInputError(ValueError):
     """Input the remix stage cannot work on (missing column, no documents); raised before work."""
 
 
+_DOMAINS: dict[tuple[str, int, int], frozenset[str]] = {}
+
+
+def _taxonomy_domains(path: str | None) -> frozenset[str]:
+    """The domains a taxonomy file names, parsed once per process and file version (a config is
+    validated on every stage construction; the taxonomy is a few hundred YAML lines)."""
+    import os
+
+    from winnow.filters.domains import DEFAULT_TAXONOMY, DomainRules
+
+    p = str(path or DEFAULT_TAXONOMY)
+    try:
+        st = os.stat(p)
+        key = (p, st.st_mtime_ns, st.st_size)
+    except OSError:   # DomainRules.load says what is wrong with the path
+        return frozenset(DomainRules.load(path).domains)
+    if key not in _DOMAINS:
+        _DOMAINS[key] = frozenset(DomainRules.load(path).domains)
+    return _DOMAINS[key]
+
+
 class RemixConfig(StageConfig):
     """The `remix:` section of a pipeline config."""
 
@@ -82,14 +103,12 @@ class RemixConfig(StageConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "RemixConfig":
-        from winnow.filters.domains import DomainRules
-
         if self.mixture is not None:
             if not self.mixture:
                 raise ValueError("mixture: empty; give at least one group, or leave it out for temperature sampling")
             if self.temperature is not None:
                 raise ValueError("give either mixture or temperature, not both")
-            known = set(DomainRules.load(self.taxonomy).domains)
+            known = _taxonomy_domains(self.taxonomy)
             keyed = {("/" in k) for k in self.mixture}
             if len(keyed) > 1:
                 raise ValueError("mixture: mix of `domain` and `lang/domain` keys; use one form")

@@ -116,7 +116,9 @@ def solve(available: dict[str, float], shares: dict[str, float], budget: float, 
                              + ". Lower these targets, raise their limits, or set on_shortfall: redistribute")
     # water-filling: fix the groups over their cap at the cap, spread the rest over the others
     planned: dict[str, float] = {}
-    free = {g for g in shares if shares[g] > 0}
+    # lists, not sets: the float sums below must add in one order in every process (a set of
+    # strings iterates in PYTHONHASHSEED order, which moved `planned` by an ulp from run to run)
+    free = [g for g in shares if shares[g] > 0]
     for g in shares:
         if shares[g] <= 0:
             planned[g] = 0.0
@@ -124,13 +126,13 @@ def solve(available: dict[str, float], shares: dict[str, float], budget: float, 
         remaining = budget - sum(planned.values())
         weight = sum(shares[g] for g in free)
         alloc = {g: remaining * shares[g] / weight for g in free}
-        capped = {g for g in free if alloc[g] > caps[g] * (1 + 1e-12)}
+        capped = [g for g in free if alloc[g] > caps[g] * (1 + 1e-12)]
         if not capped:
             planned.update(alloc)
             break
         for g in capped:
             planned[g] = caps[g]
-        free -= capped
+        free = [g for g in free if g not in capped]
     out: dict[str, GroupPlan] = {}
     for g in shares:
         p = max(0.0, planned.get(g, 0.0))

@@ -83,8 +83,15 @@ def part_dir(plan: Plan, j: int) -> Path:
     return Path(plan.work) / "parts" / f"p-{j:05d}"
 
 
-def group_of(domain: str, lang: str | None, by_lang: bool) -> str:
-    return f"{lang or 'und'}/{domain}" if by_lang else domain
+def group_column(domains: pa.ChunkedArray, langs: pa.ChunkedArray, by_lang: bool) -> pa.ChunkedArray:
+    """Each document's mixture group: its domain, or `lang/domain` (a missing or empty lang is
+    `und`) when the mixture is keyed by language."""
+    domains = domains.cast(pa.string())
+    if not by_lang:
+        return domains
+    lang = pc.fill_null(langs.cast(pa.string()), "")
+    lang = pc.if_else(pc.equal(lang, ""), "und", lang)
+    return pc.binary_join_element_wise(lang, domains, "/")
 
 
 _TOKENIZERS: dict[str, Any] = {}
@@ -123,9 +130,9 @@ def label_shard(plan: Plan, i: int) -> dict[str, Any]:
         table = lab.attach(src, lab.label_arrays(src, taxonomy=plan.taxonomy, classifier=plan.classifier,
                                                  classifier_chars=plan.classifier_chars,
                                                  min_prob=plan.classifier_min_prob))
-        domains = table.column("domain").to_pylist()
-        langs = src.column("lang").to_pylist() if "lang" in src.column_names else [None] * src.num_rows
-        groups = [group_of(d, l, plan.by_lang) for d, l in zip(domains, langs)]
+        langs = (src.column("lang").cast(pa.string()) if "lang" in src.column_names
+                 else pa.nulls(src.num_rows, pa.string()))
+        groups = group_column(table.column("domain"), langs, plan.by_lang)
         nbytes = pc.fill_null(pc.binary_length(pc.cast(src.column("text"), pa.binary())), 0)
         nbytes = pa.array(nbytes.to_numpy(zero_copy_only=False).astype(np.int64))
         if plan.tokenizer:
@@ -133,11 +140,11 @@ def label_shard(plan: Plan, i: int) -> dict[str, Any]:
         else:
             tokens = pa.nulls(src.num_rows, pa.int64())
         units = tokens if plan.units == "tokens" else nbytes
-        table = (table.append_column("_group", pa.array(groups, pa.string()))
+        table = (table.append_column("_group", groups)
                  .append_column("_bytes", nbytes).append_column("_tokens", tokens).append_column("_units", units)
                  .append_column("_skey", pa.array(selection_keys(plan.seed, src.column("id").to_pylist()), pa.uint64()))
                  .append_column("_row", pa.array(np.arange(src.num_rows, dtype=np.int64)))
-                 .append_column("_lang", pa.array(langs, pa.string())))
+                 .append_column("_lang", langs))
         write_work(table, path)
     groups = table.column("_group")
     enc = pc.dictionary_encode(groups).combine_chunks()
@@ -155,11 +162,12 @@ def label_shard(plan: Plan, i: int) -> dict[str, Any]:
 
 def _label_counts(table: pa.Table) -> dict[str, int]:
     """Per (domain_source, lang, domain) document counts, for the report."""
-    langs = table.column("_lang").to_pylist()
+    g = table.select(["domain_source", "_lang", "domain"]).group_by(["domain_source", "_lang", "domain"]).aggregate(
+        [([], "count_all")])
     out: dict[str, int] = {}
-    for d, s, l in zip(table.column("domain").to_pylist(), table.column("domain_source").to_pylist(), langs):
+    for s, l, d, n in zip(*(g.column(c).to_pylist() for c in ("domain_source", "_lang", "domain", "count_all"))):
         k = f"{s}\t{l or 'und'}\t{d}"
-        out[k] = out.get(k, 0) + 1
+        out[k] = out.get(k, 0) + n
     return out
 
 
@@ -171,18 +179,16 @@ def scatter_shard(plan: Plan, decisions: Decisions, i: int) -> dict[str, int]:
     Not-sampled documents (as rejected rows) are partitioned by their repeat-0 key."""
     table = shard_io.read_shard(labelled_path(plan, i), ["id", "url", "_group", "_skey", "_row"])
     P = decisions.partitions
-    groups = table.column("_group").to_pylist()
+    enc = pc.dictionary_encode(table.column("_group")).combine_chunks()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
     keys = table.column("_skey").to_numpy()
     rows = table.column("_row").to_numpy()
     copies = np.zeros(table.num_rows, dtype=np.int64)
-    by_group: dict[str, list[int]] = {}
-    for idx, g in enumerate(groups):
-        by_group.setdefault(g, []).append(idx)
-    for g, idxs in by_group.items():
+    for c, g in enumerate(enc.dictionary.to_pylist()):
         rule = decisions.rules.get(g)
         if rule is None:
             continue
-        ix = np.asarray(idxs, dtype=np.int64)
+        ix = np.flatnonzero(codes == c)
         copies[ix] = rule.copies(keys[ix], i, rows[ix])
     ids = table.column("id").to_pylist()
     doc_idx = np.repeat(np.arange(table.num_rows, dtype=np.int64), copies)
@@ -267,7 +273,9 @@ def _take_in_order(plan: Plan, schema: pa.Schema, src: np.ndarray, idx: np.ndarr
     """Rows (label file `src[k]`, row `idx[k]`) in the order given, with memory bounded by the
     output: `take` on a chunked table would first concatenate every chunk (here: every label
     file, the whole dataset), so rows are taken per record batch of each memory-mapped file, the
-    pieces combined (one copy of the partition) and put in order by one last take."""
+    pieces combined (one copy of the partition) and put in order by one last take. (Measured: a
+    one-copy gather of the text by joining per-row slices of the memory-mapped buffers is slower
+    than these Arrow takes, 0.148 vs 0.131 CPU-s per 56 MB partition.)"""
     pieces: list[pa.Table] = []
     positions: list[np.ndarray] = []
     for s in np.unique(src).tolist():

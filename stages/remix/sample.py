@@ -106,21 +106,27 @@ def copy_rule(keys: np.ndarray, shards: np.ndarray, rows: np.ndarray, units: np.
     got = float(cum[k - 1]) if k > 0 else 0.0
     gap = rem - got
     fill = []
-    for pos in order[k + 1:k + 1 + FILL_WINDOW]:            # order[k] itself did not fit
+    after = order[k + 1:k + 1 + FILL_WINDOW]                 # order[k] itself did not fit
+    # the gap only shrinks, so a document larger than it now never fits: walk only the others
+    taken_pos: list[int] = []
+    for pos in after[units[after].astype(np.float64) <= gap].tolist() if gap > 0 else []:
         if gap <= 0:
             break
         u = float(units[pos])
         if u <= gap:
             fill.append((int(shards[pos]), int(rows[pos])))
+            taken_pos.append(pos)
             gap -= u
             got += u
     if gap > 0:
         # one more document if overshooting by it is closer to the plan than stopping short
-        # (never past max_epochs): the smallest of the window that did not fit
-        taken = set(fill)
-        window = [p for p in order[k:k + 1 + FILL_WINDOW] if (int(shards[p]), int(rows[p])) not in taken]
-        if window:
-            best = min(window, key=lambda p: (float(units[p]), int(keys[p])))
+        # (never past max_epochs): the smallest of the window that did not fit (ties: the
+        # smaller key, then the first in key order)
+        window = order[k:k + 1 + FILL_WINDOW]
+        if taken_pos:
+            window = window[~np.isin(window, np.asarray(taken_pos, dtype=window.dtype))]
+        if len(window):
+            best = int(window[np.lexsort((keys[window], units[window].astype(np.float64)))[0]])
             u = float(units[best])
             if u - gap < gap and full * total + got + u <= limit * (1 + 1e-12):
                 fill.append((int(shards[best]), int(rows[best])))
