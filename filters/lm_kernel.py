@@ -158,23 +158,26 @@ def _slot(key: np.int64, mask: np.int64) -> np.int64:
 @njit(cache=True, inline="always")
 def _child(table: np.ndarray, root: np.ndarray, node: np.int64, cp: np.int64) -> np.int64:
     """Child of `node` by code point `cp`, or -1. The root's children below ``ROOT_DENSE`` are a
-    plain array; every other edge is a (key, child) row of an open-addressing table (key and
-    child side by side: one cache line per probe)."""
+    plain array; every other edge is one int64 of an open-addressing table, ``(node << 21 | cp)
+    << NODE_BITS | child`` (8 bytes an edge, at most half full: the table of an 8000-piece
+    vocabulary is 256 KB, which stays in L2 between KenLM calls). ``table[-1]`` holds NODE_BITS."""
     if node == 0 and cp < len(root):
         return np.int64(root[cp])
-    mask = np.int64(len(table) - 1)
-    key = node * np.int64(0x110000) + cp
+    mask = np.int64(len(table) - 2)
+    nb = table[-1]
+    key = (node << np.int64(21)) | cp
     i = _slot(key, mask)
     while True:
-        k = table[i, 0]
-        if k == key:
-            return table[i, 1]
-        if k == -1:
+        e = table[i]
+        if e == -1:
             return np.int64(-1)
+        if (e >> nb) == key:
+            return e & ((np.int64(1) << nb) - 1)
         i = (i + 1) & mask
 
 
 ROOT_DENSE = 0x3000  # Latin, Greek, Cyrillic, ..., CJK punctuation: the root's children as an array
+POOL_MASK = np.int64((1 << 21) - 1)  # word cache: pool offsets below 2 MiB, the hash's upper bits above
 
 
 class UnigramTrie:
@@ -205,21 +208,25 @@ class UnigramTrie:
                     piece_id.append(-1)
                 node = nxt
             piece_id[node] = i
+        nb = max(1, (len(piece_id) - 1).bit_length())
+        if 2 * nb + 21 > 63:
+            raise ValueError(f"Unigram trie of {len(piece_id)} nodes is too large for the kernel's packed edges")
         size = 1 << max(4, (2 * len(edges) + 1).bit_length())
-        table = np.full((size, 2), -1, np.int64)
+        table = np.full(size + 1, -1, np.int64)
+        table[-1] = nb  # the last element: bits of a child id (the probe mask is size - 1)
         root = np.full(ROOT_DENSE, -1, np.int32)
         mask = size - 1
         for (node, cp), child in edges.items():
             if node == 0 and cp < ROOT_DENSE:
                 root[cp] = child
                 continue
-            key = node * 0x110000 + cp
+            key = (node << 21) | cp
             j = int(_slot(np.int64(key), np.int64(mask)))
-            while table[j, 0] != -1:
+            while table[j] != -1:
                 j = (j + 1) & mask
-            table[j, 0], table[j, 1] = key, child
+            table[j] = (key << nb) | child
         self.keys, self.vals = table, root  # passed to the kernel as (table, root)
-        self.piece_id = np.array(piece_id, np.int64)
+        self.piece_id = np.array(piece_id, np.int32)
 
 
 # --- the document kernel ---------------------------------------------------------------------
@@ -341,24 +348,27 @@ def _emit_word(w, n, h, out, o, tkeys, tvals, piece_id, scores, unk_id, unk_scor
     """Append the pieces of w[:n] to out[o:] as UTF-8, joined by spaces (the space before the
     word is the caller's); returns (new o, pieces).
 
-    Cache: a slot row (hash, pool offset, output length, pieces) in one cache line, and the
-    word's output bytes in `cpool`; a hit is a row probe, a byte compare and a copy. `h` is
-    the word's FNV-1a hash, computed by the caller while it copied the word."""
+    Cache: one int64 slot per word, the hash's upper bits over the word's offset in `cpool`
+    (``h & ~POOL_MASK | offset``; 8 bytes a slot keeps the table small enough to stay cached
+    between KenLM calls), and in `cpool` a 4-byte header (output length, pieces; 16 bits each)
+    then the output bytes; a hit is a slot probe, a byte compare and a copy. `h` is the word's
+    FNV-1a hash (63 bits), computed by the caller while it copied the word."""
     i = np.int64(0)
+    tag = h & ~POOL_MASK
     if use_cache:
         mask = np.int64(len(cslots) - 1)
         i = _slot(h, mask)
         while True:
-            kk = cslots[i, 0]
+            kk = cslots[i]
             if kk == -1:
                 break
-            if kk == h:
-                po = cslots[i, 1]
-                ol = cslots[i, 2]
-                if _same_word(w, n, cpool, po, po + ol):
+            if (kk & ~POOL_MASK) == tag:
+                po = kk & POOL_MASK
+                ol = np.int64(cpool[po]) | (np.int64(cpool[po + 1]) << 8)
+                if _same_word(w, n, cpool, po + 4, po + 4 + ol):
                     for t in range(ol):
-                        out[o + t] = cpool[po + t]
-                    return o + ol, cslots[i, 3]
+                        out[o + t] = cpool[po + 4 + t]
+                    return o + ol, np.int64(cpool[po + 2]) | (np.int64(cpool[po + 3]) << 8)
             i = (i + 1) & mask
     k = _viterbi(w, n, tkeys, tvals, piece_id, scores, unk_id, unk_score, best, start, ids, ends)
     o0 = o
@@ -371,16 +381,18 @@ def _emit_word(w, n, h, out, o, tkeys, tvals, piece_id, scores, unk_id, unk_scor
             o = _put_utf8(out, o, w[t])
         s = ends[p]
     # store when there is room (cstate: used slots, pool bytes used)
-    if use_cache and cstate[0] * 2 < len(cslots) and cstate[1] + (o - o0) <= len(cpool):
+    ol = o - o0
+    if use_cache and cstate[0] * 2 < len(cslots) and cstate[1] + 4 + ol <= len(cpool) and ol < 65536 and k < 65536:
         po = cstate[1]
-        for t in range(o - o0):
-            cpool[po + t] = out[o0 + t]
-        cslots[i, 0] = h
-        cslots[i, 1] = po
-        cslots[i, 2] = o - o0
-        cslots[i, 3] = k
+        cpool[po] = ol & 0xFF
+        cpool[po + 1] = ol >> 8
+        cpool[po + 2] = k & 0xFF
+        cpool[po + 3] = k >> 8
+        for t in range(ol):
+            cpool[po + 4 + t] = out[o0 + t]
+        cslots[i] = tag | po
         cstate[0] += 1
-        cstate[1] += o - o0
+        cstate[1] += 4 + ol
     return o, k
 
 
@@ -485,7 +497,7 @@ class DocumentPieces:
     path). Bytes, because ``kenlm.Model.score`` takes them as they are and encodes a str first."""
 
     CACHE_SLOTS = 1 << 17      # at most half used: 65,536 distinct words, then it starts over
-    CACHE_BYTES = 2 << 20
+    CACHE_BYTES = 2 << 20      # offsets must stay below POOL_MASK + 1
 
     def __init__(self, tokenizer, *, cache: bool = True) -> None:
         self.trie = UnigramTrie(tokenizer)
@@ -499,10 +511,12 @@ class DocumentPieces:
         """Forget every word (the arrays are kept: their pages are already mapped)."""
         slots = self.CACHE_SLOTS if self.use_cache else 1
         size = self.CACHE_BYTES if self.use_cache else 1
+        if size > int(POOL_MASK) + 1:
+            raise ValueError("CACHE_BYTES must be at most 2 MiB (the pool offset has 21 bits)")
         if getattr(self, "cslots", None) is None or len(self.cslots) != slots or len(self.cpool) != size:
-            self.cslots = np.empty((slots, 4), np.int64)
+            self.cslots = np.empty(slots, np.int64)
             self.cpool = np.empty(size, np.uint8)
-        self.cslots[:, 0] = -1
+        self.cslots[:] = -1
         self.cstate = np.zeros(2, np.int64)
 
     def _buffers(self, total: int, n: int) -> None:
