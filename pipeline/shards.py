@@ -19,6 +19,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -83,10 +84,39 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    """The names `atomic_path` gives temp files of `name` (mkstemp: 8 random characters)."""
+    return re.compile(rf"\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files of `path` that earlier writers left beside it: a writer SIGKILLed
+    (or its machine lost) mid-write never reaches its cleanup. Called once `path` has been
+    written anew: every output path has one writer at a time (a task is retried only after its
+    worker died), so any other temp of that path is dead. Returns what was removed."""
+    path = Path(path)
+    pattern = _temp_pattern(path.name)
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for n in names:
+        if pattern.fullmatch(n):
+            try:
+                os.unlink(path.parent / n)
+                removed.append(path.parent / n)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield a temp path beside `path`; on success fsync it and rename it over `path`, on any
-    error remove it. Readers see the old file or the whole new one, never a part."""
+    error remove it. Readers see the old file or the whole new one, never a part. Temps of
+    `path` that a killed earlier writer left are removed once the new file is in place
+    (`remove_stale_temps`), so a retried task leaves its directory as an undisturbed one would."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -97,6 +127,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        remove_stale_temps(path)
         _fsync_dir(path.parent)
     except BaseException as exc:
         if os.path.exists(tmp):

@@ -96,6 +96,22 @@ def test_failed_write_leaves_previous_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
+def test_temps_of_a_killed_writer_are_removed_by_the_next_write_of_that_path(tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-write leaves its temp file (no cleanup runs); the retried task's
+    write of the same path removes it, so a run with a retried task leaves the directory as an
+    undisturbed run does. Temps of other paths (another shard's writer may be alive) stay."""
+    d = tmp_path / "data"
+    d.mkdir()
+    dead = [d / ".part-00000.parquet.k1ll3d_a.tmp", d / ".part-00000.parquet.zz9x8y7w.tmp"]
+    others = [d / ".part-00001.parquet.l1ve0001.tmp", d / ".part-00000.parquet.x.abcdefgh.tmp",
+              d / "part-00000.parquet.notatemp"]
+    for p in dead + others:
+        p.write_bytes(b"PAR1 half")
+    shard_io.write_parquet_atomic(pa.table({"text": ["a", "b"]}), d / "part-00000.parquet")
+    assert sorted(p.name for p in d.iterdir()) == sorted(["part-00000.parquet", *(p.name for p in others)])
+    assert pq.read_table(d / "part-00000.parquet").num_rows == 2
+
+
 WRITER = textwrap.dedent("""
     import sys, pyarrow as pa
     from winnow.pipeline import shards
