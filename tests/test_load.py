@@ -43,7 +43,7 @@ SHARDS = 20
 DUP_EVERY = 50
 #: The stated bounds: peak resident memory of any one Ray worker process, and of the driver,
 #: during any stage at 10^6 documents (20 input shards of 50,000). Measured (docs/faults.md):
-#: workers 0.4–0.9 GB except dedup's LSH reducer, ~1.3 GB, which holds one partition of band
+#: workers 0.4–0.7 GB except dedup's LSH reducer, ~1.3 GB, which holds one partition of band
 #: keys (auto partitions keep it under `rows_per_partition` = 8·10^6 rows: 2 partitions of 7·10^6
 #: here); the driver ~0.6 GB. A reducer holding all 14·10^6 band rows at once (no partitioning)
 #: would not fit the worker bound.
