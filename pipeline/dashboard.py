@@ -114,8 +114,8 @@ def load_stage(path: Path) -> StageRun:
     shards_with_stats = st.stats.get("stats_shards", 0)
     total = len(st.manifest["shards"]) if st.manifest else st.committed
     if total and shards_with_stats < total:
-        st.problems.append(f"statistics cover {shards_with_stats} of {total} shards "
-                           f"(shards committed by an older winnow have none)")
+        st.problems.append(f"statistics cover {shards_with_stats} of {total} shards (their commit records carry "
+                           f"none: shards of an older winnow, or a stage that records counters only)")
     if st.stats.get("errors"):
         st.problems.append(f"statistics failed on {st.stats['errors']} shard(s)")
     return st
@@ -434,6 +434,90 @@ def dump_rejections_by_join(stage: StageRun) -> dict[str, dict[str, int]]:
     return out
 
 
+def _remix_charts(stage: StageRun, report: Mapping[str, Any], charts: Charts, ids: list[str], notes: list[str]) -> None:
+    """The remix report (manifest `remix`, written as the stage ran): each group's share of the
+    input, its target and what was realised, and the epochs taken of it."""
+    groups = report.get("groups") or {}
+    units = report.get("units", "bytes")
+    total_in = float(sum(g.get("bytes_in", 0) for g in groups.values())) or 1.0
+    series = {"input (bytes)": {k: g.get("bytes_in", 0) / total_in for k, g in groups.items()},
+              "target": {k: g.get("target_share", 0.0) for k, g in groups.items()},
+              f"realised ({units})": {k: g.get("realised_share", 0.0) for k, g in groups.items()}}
+    ids.append(charts.grouped_bars(f"{stage.name}: mixture — input share, target and realised share per group", series))
+    caps = ", ".join(sorted({format(g.get("max_epochs", 0), "g") for g in groups.values()}))
+    ids.append(charts.bars(f"{stage.name}: epochs per group (copies of its input; max_epochs {caps})",
+                           {k: g.get("epochs", 0.0) for k, g in groups.items() if g.get("rows_out")}, x_label="epochs"))
+    repeated = sum(g.get("repeated", 0) for g in groups.values())
+    short = {k: g["shortfall_units"] for k, g in groups.items() if g.get("shortfall_units", 0) >= 1}
+    notes.append(f"{report.get('mode', 'mixture')}, seed {report.get('seed')}: {report.get('output_units', 0):,.0f} of a "
+                 f"{report.get('budget_units', 0):,.0f}-{units} budget; {repeated:,} repeated rows (extra copies)"
+                 + (f"; shortfall ({report.get('policy')}): " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(short.items()))
+                    if short else ""))
+
+
+def _tokenizer_charts(stage: StageRun, charts: Charts, ids: list[str], notes: list[str]) -> None:
+    """The tokenizer's training sample per group and its vocabulary (tokenizer_manifest.json)."""
+    problems: list[str] = []
+    tm = _read_json_safe(stage.path / "tokenizer_manifest.json", problems) or {}
+    stage.problems.extend(problems)
+    sample = tm.get("sample") or {}
+    groups = sample.get("groups") or {}
+    ids.append(charts.bars(f"{stage.name}: training sample bytes per group", {k: g.get("bytes", 0) for k, g in groups.items()},
+                           x_label="bytes", empty_note="no tokenizer_manifest.json"))
+    if tm:
+        notes.append(f"vocabulary {tm.get('vocab_size', 0):,} ({tm.get('learned_vocab_size', 0):,} learned); trained on "
+                     f"{sample.get('docs', 0):,} documents, {sample.get('bytes', 0):,} bytes")
+    notes.append("bytes per token per language: the tokenizer stage records none; the pack section shows them "
+                 "for the packed documents")
+
+
+def _pack_input_stats(stage: StageRun) -> dict[str, Any] | None:
+    """stats.json of the stage directory pack read (its manifest `inputs`), when there is one."""
+    inputs = (stage.manifest or {}).get("inputs") or []
+    if len(inputs) != 1:
+        return None
+    st = _read_json_safe(Path(inputs[0]) / "stats.json", [])
+    return st if isinstance(st, dict) else None
+
+
+def _pack_charts(stage: StageRun, charts: Charts, ids: list[str], notes: list[str]) -> None:
+    """Window fill, split documents and bytes per token per language of a pack stage, from its
+    counters (and the text bytes its input stage counted)."""
+    c = (stage.manifest or stage.stats).get("counters") or {}
+    cfg = (stage.manifest or {}).get("config") or {}
+    seq_len = cfg.get("seq_len")
+    windows = c.get("windows", 0)
+    if windows and seq_len:
+        slots = windows * (int(seq_len) + 1)
+        notes.append(f"{windows:,} windows of {int(seq_len) + 1:,} tokens ({cfg.get('packing', '?')}): fill "
+                     f"{c.get('tokens_in_windows', 0) / slots:.1%}, padding {c.get('pad_tokens', 0) / slots:.1%}; "
+                     f"{c.get('docs_split', 0):,} of {c.get('docs', 0):,} documents split across windows, "
+                     f"{c.get('docs_longer_than_window', 0):,} longer than one window; "
+                     f"{c.get('tokens_in_windows', 0):,} of {c.get('tokens', 0):,} tokens in windows")
+    ids.append(charts.bars(f"{stage.name}: window slots (tokens)", {"document tokens": c.get("tokens_in_windows", 0),
+                                                                   "padding": c.get("pad_tokens", 0)}, x_label="tokens"))
+    ids.append(charts.bars(f"{stage.name}: documents whole or split across windows",
+                           {"whole": c.get("docs", 0) - c.get("docs_split", 0), "split": c.get("docs_split", 0),
+                            "longer than a window": c.get("docs_longer_than_window", 0)}))
+    # bytes per token per language: the input stage's text bytes over the tokens packed, BOS/EOS
+    # taken out; only when pack took every row its input stage handed on
+    tokens = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("tokens_lang:")}
+    up = _pack_input_stats(stage)
+    specials = int(bool(cfg.get("bos"))) + int(bool(cfg.get("eos")))
+    handed = (up or {}).get("kept", -1) + ((up or {}).get("counters") or {}).get("repeated", 0)
+    if tokens and up and stage.counts["rejected"] == 0 and stage.counts["input"] == handed:
+        nbytes = (up.get("sums") or {}).get("bytes_by_lang") or {}
+        rows = (up.get("counts") or {}).get("lang") or {}
+        ratio = {lang: nbytes[lang] / (n - specials * rows.get(lang, 0)) for lang, n in tokens.items()
+                 if lang in nbytes and n - specials * rows.get(lang, 0) > 0}
+        if ratio:
+            ids.append(charts.bars(f"{stage.name}: UTF-8 bytes per token by language (BOS/EOS excluded)", ratio,
+                                   x_label="bytes/token"))
+    elif tokens:
+        notes.append("bytes per token per language not shown: the input stage's stats.json is missing or pack "
+                     "did not take every row it handed on")
+
+
 def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]:
     """The chart ids of one stage's section and notes to print above them."""
     s = stage.stats
@@ -450,7 +534,15 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
     reasons = stage.counts["reasons"]
     ids.append(charts.bars(f"{stage.name}: rejections by reason", reasons,
                            empty_note="nothing rejected" if stage.counts["input"] else "no documents in this stage"))
-    if "text_chars" in hist or not hist:
+    remix_report = (stage.manifest or {}).get("remix") if stage.kind == "remix" else None
+    if remix_report:
+        _remix_charts(stage, remix_report, charts, ids, notes)
+        used_counts |= {"domain"}
+    if stage.kind == "tokenizer":
+        _tokenizer_charts(stage, charts, ids, notes)
+    if stage.kind == "pack":
+        _pack_charts(stage, charts, ids, notes)
+    if "text_chars" in hist or (not hist and stage.kind not in ("tokenizer", "pack")):
         ids.append(charts.histograms(f"{stage.name}: text length of kept documents",
                                      {"chars": hist["text_chars"]} if "text_chars" in hist else {},
                                      x_label="characters (log)", empty_note=empty))
@@ -525,7 +617,7 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
                                     x_label="dumps (in order)", y_label="removed", labels=[r["last_dump"] for r in rows]))
     domain_series = {k: v for k, v in (("before", counts.get("domain_before")), ("after", counts.get("domain")),
                                        ("target", meta.get("domain_target"))) if v}
-    if domain_series:
+    if domain_series and not remix_report:   # remix: the mixture chart above, in bytes
         shares = {}
         for name, d in domain_series.items():
             tot = float(sum(d.values())) or 1.0

@@ -328,3 +328,56 @@ def test_a_missing_run_dir_is_a_clear_error(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
     assert main(["stats", str(tmp_path / "empty")]) == 0
     assert "holds no stage output" in capsys.readouterr().out
+
+
+def test_remix_tokenizer_and_pack_sections_from_their_records(tmp_path: Path) -> None:
+    """The remix section draws its manifest's mixture report (input / target / realised share,
+    epochs), the tokenizer section its training sample per group, and the pack section the
+    window fill, split documents and bytes per token per language — text bytes counted by the
+    stage pack read, over the tokens packed less BOS/EOS."""
+    from winnow.pipeline.dashboard import build_dashboard, discover, stage_charts, Charts
+
+    run = tmp_path / "run"
+    remix, tok, pack = run / "remix", run / "tokenizer", run / "pack"
+    groups = {"blog": {"bytes_in": 600, "target_share": 0.5, "realised_share": 0.52, "epochs": 0.6, "max_epochs": 4.0,
+                       "rows_out": 6, "repeated": 0, "shortfall_units": 0.0},
+              "news": {"bytes_in": 100, "target_share": 0.5, "realised_share": 0.48, "epochs": 3.2, "max_epochs": 4.0,
+                       "rows_out": 7, "repeated": 5, "shortfall_units": 0.0}}
+    counts = {"input": 10, "kept": 8, "rejected": 2, "reasons": {"remix:not_sampled": 2}}
+    shard_io.write_json_atomic({"stage": "remix", **counts, "counters": {"repeated": 5}, "shards": [], "inputs": [],
+                                "remix": {"units": "bytes", "groups": groups, "mode": "mixture", "seed": 0,
+                                          "budget_units": 1000, "output_units": 1000, "policy": "error"}},
+                               remix / "manifest.json")
+    # 13 rows handed on (8 kept + 5 repeated): en 10 rows, 3000 bytes; zh 3 rows, 900 bytes
+    shard_io.write_json_atomic({"stage": "remix", **counts, "counters": {"repeated": 5}, "stats_shards": 0,
+                                "counts": {"lang": {"en": 10, "zh": 3}, "domain": {"blog": 6, "news": 7}},
+                                "sums": {"bytes_by_lang": {"en": 3000, "zh": 900}}}, remix / "stats.json")
+    shard_io.write_json_atomic({"stage": "tokenizer", "input": 13, "kept": 13, "rejected": 0, "reasons": {},
+                                "counters": {}, "shards": [], "inputs": [str(remix)]}, tok / "manifest.json")
+    shard_io.write_json_atomic({"vocab_size": 1000, "learned_vocab_size": 700,
+                                "sample": {"docs": 13, "bytes": 3900, "groups": {"en/blog": {"bytes": 3000, "docs": 10},
+                                                                                 "zh/news": {"bytes": 900, "docs": 3}}}},
+                               tok / "tokenizer_manifest.json")
+    pack_counters = {"docs": 13, "tokens": 1326, "tokens_in_windows": 1326, "windows": 2, "pad_tokens": 724,
+                     "docs_split": 1, "docs_longer_than_window": 0, "tokens_lang:en": 1020, "tokens_lang:zh": 306}
+    shard_io.write_json_atomic({"stage": "pack", "input": 13, "kept": 13, "rejected": 0, "reasons": {},
+                                "counters": pack_counters, "shards": [], "inputs": [str(remix)],
+                                "config": {"seq_len": 1024, "bos": True, "eos": True, "packing": "bestfit"}},
+                               pack / "manifest.json")
+    stages, _notes = discover(run)
+    by_kind = {st.kind: st for st in stages}
+    charts = Charts()
+    ids, notes = stage_charts(by_kind["remix"], charts)
+    titles = [charts.figures[i].title.text for i in ids]
+    assert any("input share, target and realised share" in t for t in titles)
+    assert any("epochs per group" in t for t in titles) and "5 repeated rows" in notes[0]
+    ids, notes = stage_charts(by_kind["tokenizer"], charts)
+    assert any("training sample bytes per group" in charts.figures[i].title.text for i in ids)
+    assert "vocabulary 1,000 (700 learned)" in notes[0]
+    ids, notes = stage_charts(by_kind["pack"], charts)
+    assert "fill 64.7%" in notes[0] and "1 of 13 documents split" in notes[0]   # 1326 / (2 x 1025)
+    bpt = next(charts.figures[i] for i in ids if "bytes per token" in charts.figures[i].title.text)
+    data = bpt.renderers[0].data_source.data
+    assert dict(zip(data["label"], data["value"])) == {"en": 3000 / (1020 - 2 * 10), "zh": 900 / (306 - 2 * 3)}
+    page = build_dashboard(run, tmp_path / "report.html")
+    assert 'id="stage-pack"' in page and 'id="stage-tokenizer"' in page and 'id="stage-remix"' in page
