@@ -8,7 +8,11 @@ blank Chinese pipeline) also median 2 words, 0% pass; jieba, median 236 words, 1
 tests/test_quality.py). So:
 
 - ``zh`` (and the other Han-script codes lid.176 emits): jieba's dictionary segmentation
-  (``HMM=False``: 30% faster, and new-word discovery does not matter for counting);
+  (``HMM=False``: 30% faster, and new-word discovery does not matter for counting). jieba's own
+  ``lcut`` builds a DAG dict, a route dict and a generator per run of Han characters; we run the
+  same dynamic programme over jieba's dictionary (``jieba.dt.FREQ``, same scores, same tie-break)
+  in one loop and drop the non-word tokens as we go: the same words, ~2x faster (the tests
+  compare both on every cmrc2018 paragraph and the filter stage's sample);
 - everything else: a regex word split (``\\w+`` runs joined by inner ``-'./,:``, each other
   symbol its own token). It agrees with datatrove's spaCy English tokenizer on what a word is,
   and is ~50x faster (0.15 s vs 7.7 s on 2.5 MB of CommonCrawl text).
@@ -21,6 +25,7 @@ its wheel.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from functools import lru_cache
@@ -34,6 +39,10 @@ _WORD_RE = re.compile(r"\w+(?:[-'’./,:]\w+)*")
 # A sentence ends at a run of terminal punctuation plus any closing quotes/brackets.
 _SENT_END_RE = re.compile(r"[.!?。！？…]+[\"'”’)\]」』]*")
 _HAS_WORD_CHAR_RE = re.compile(r"\w")
+_WORD_CHAR_RE = re.compile(r"\w")
+# jieba's block split (jieba.re_han_default) and its "English" single characters (jieba.re_eng)
+_JIEBA_HAN_RE = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)", re.U)
+_JIEBA_ENG = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _jieba_lock = threading.Lock()
 
 
@@ -82,7 +91,76 @@ class JiebaWordTokenizer(RegexWordTokenizer):
         return self._jieba
 
     def word_tokenize(self, text: str) -> list[str]:
+        """``[w for w in jieba.lcut(text, HMM=False) if re.search(r"\\w", w)]``, computed directly."""
+        jieba = self._load()
+        dt = jieba.dt
+        dt.check_initialized()
+        freq, logtotal = dt.FREQ, math.log(dt.total)
+        words: list[str] = []
+        for blk in _JIEBA_HAN_RE.split(text):
+            if not blk:
+                continue
+            if _JIEBA_HAN_RE.match(blk):
+                _cut_block_no_hmm(blk, freq, logtotal, words)
+            else:  # jieba yields whitespace runs and then every other character on its own
+                words.extend(_WORD_CHAR_RE.findall(blk))
+        return words
+
+    def load(self) -> None:
+        """Load jieba and its dictionary now (otherwise on the first Chinese document)."""
+        self._load().dt.check_initialized()
+
+    def reference_word_tokenize(self, text: str) -> list[str]:
+        """The same split through jieba's own ``lcut`` (what :meth:`word_tokenize` must equal)."""
         return [w for w in self._load().lcut(text, HMM=False) if _HAS_WORD_CHAR_RE.search(w)]
+
+
+def _cut_block_no_hmm(sentence: str, freq: dict, logtotal: float, out: list[str]) -> None:
+    """jieba's ``__cut_DAG_NO_HMM`` on one block (``get_DAG`` + ``calc`` + the walk), appending the
+    words that hold a word character to `out`.
+
+    ``calc`` picks, right to left, ``max((log(FREQ[w] or 1) - logtotal + score[x + 1], x))`` over
+    the dictionary words ``w = sentence[idx:x + 1]`` starting at ``idx`` (the single character when
+    there are none): the same float expression here, and a tie goes to the larger ``x`` as in the
+    tuple comparison. The walk glues runs of single ASCII letters/digits together, as jieba does."""
+    n = len(sentence)
+    score = [0.0] * (n + 1)
+    end = [0] * (n + 1)
+    log = math.log
+    for idx in range(n - 1, -1, -1):
+        best_s = 0.0
+        best_x = -1
+        i = idx
+        frag = sentence[idx]
+        while i < n and frag in freq:
+            f = freq[frag]
+            if f:
+                s = log(f) - logtotal + score[i + 1]
+                if best_x < 0 or s >= best_s:  # candidates come in increasing x: ties -> larger x
+                    best_s, best_x = s, i
+            i += 1
+            frag = sentence[idx:i + 1]
+        if best_x < 0:  # no dictionary word starts here: the character alone, frequency 1
+            f = freq.get(sentence[idx])
+            best_s, best_x = log(f or 1) - logtotal + score[idx + 1], idx
+        score[idx] = best_s
+        end[idx] = best_x
+    x = 0
+    buf = ""
+    while x < n:
+        y = end[x] + 1
+        word = sentence[x:y]
+        if y - x == 1 and word in _JIEBA_ENG:
+            buf += word
+        else:
+            if buf:
+                out.append(buf)  # ASCII letters and digits: always a word character
+                buf = ""
+            if _HAS_WORD_CHAR_RE.search(word):
+                out.append(word)
+        x = y
+    if buf:
+        out.append(buf)
 
 
 @lru_cache(maxsize=None)

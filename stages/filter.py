@@ -115,6 +115,8 @@ class _Models:
         self.lid = LanguageIdentifier(paths["lid"], han_rule=cfg.language.han_rule, sha256=cfg.language.model_sha256)
         self.policy = LanguagePolicy(dict(cfg.language.thresholds))
         self.quality = QualityFilter(cfg.quality.rules) if cfg.quality.enabled else None
+        if self.quality is not None:
+            self.quality.load()  # jieba's dictionary: once per worker, not on the first zh document
         ppl = cfg.perplexity
         self.lms = {lang: PerplexityModel(path, lang) for lang, path in sorted(paths["lms"].items())}
         self.cutoffs = (Cutoffs.from_csv(paths["cutoffs"], ppl.head_percentile, ppl.tail_percentile)

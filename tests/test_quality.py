@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import statistics
 from pathlib import Path
 
@@ -130,3 +131,99 @@ def test_mixed_scripts_and_chinese_page(qf: QualityFilter) -> None:
     assert result.n_words > 150  # jieba words, not 6 whitespace "words"
     mixed = page + "\nWinnow uses Python and Ray 来处理数据，并且训练 KenLM 模型。"
     assert qf.check(mixed, "zh").n_words > result.n_words
+
+
+# ---- the one-pass rules (QualityFilter.check) against datatrove's classes (check_reference) -------
+
+def _real_documents(shared_data: Path) -> list[str]:
+    """697 CC-MAIN-2019-30 pages, CCNet head documents and 300 cmrc2018 paragraphs (zh)."""
+    import gzip
+    import json
+
+    cc = gzip.open(shared_data / "dolma" / "CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz", "rt", encoding="utf-8")
+    docs = [json.loads(line)["text"] for line in cc]
+    for name in sorted((shared_data / "dolma").glob("cc_en_head-*.jsonl")):
+        docs += [json.loads(line)["text"] for line in name.read_text(encoding="utf-8").splitlines() if line.strip()]
+    zh = (shared_data / "ref_text" / "cmrc2018" / "cmrc2018_contexts_zh.txt").read_text(encoding="utf-8")
+    paragraphs = [p for p in zh.splitlines() if p.strip()]
+    docs += ["\n".join(paragraphs[i:i + 3]) for i in range(0, 900, 3)]  # multi-line Chinese pages
+    return [d for d in docs if d and d.strip()]
+
+
+def _tricky_documents() -> list[str]:
+    """Pages that reach each rule's corner: repeats, ties, joined n-grams equal across different
+    word splits, symbol-only words, bullets, citations hiding 'lorem ipsum', very long words."""
+    good = _good_english()
+    base = good.split("\n")
+    return [
+        good,
+        "\n".join(base * 3),                                   # duplicated lines and paragraphs
+        "\n\n".join(base + base[:4]),                          # duplicated paragraphs
+        good + "\n" + " ".join(["ab c", "a bc"] * 40),         # ""-joined 5-grams equal, word tuples differ
+        good + "\n" + " ".join(f"w{i % 7} x{i % 5}" for i in range(300)),  # many repeated n-grams, skips
+        good + "\n" + " ".join(["one two", "two one"] * 60),   # top-2-gram ties
+        good + "\n" + "_ __ ___ １ ！ ... …" * 30,             # words made of punctuation only
+        "\n".join("• " + s for s in base) + "\n- " + base[0],  # bullets
+        "\n".join(s + " ..." for s in base),                   # ellipsis lines
+        good + "\nLorem[1] ipsum dolor sit amet is what the template said at the time.",
+        good + "\nLOREM IPSUM dolor sit amet, this line is long enough to count here.",
+        good + "\nThe word " + "x" * 1200 + " is longer than C4 allows on one line.",
+        good + "\nWe use cookies. See the privacy policy and terms of use of this website.",
+        good + "\nEnable JavaScript to view the rest of the comments on this page please.",
+        good.replace(".", ""),                                 # no terminal punctuation
+        "\r\n".join(base) + "\u2028" + base[0] + "\x85" + base[1],  # other line breaks
+        "北京是中国的首都。" * 40 + "\n" + "上海是一座城市，abc 123 x y z 也在这里。" * 30,
+        "重复的句子。\n" * 30,
+        " ".join(["词"] * 400),
+        good + "\n" + "\ud800 broken surrogate text with the words of a page and a line." * 3,
+    ]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_one_pass_rules_equal_datatrove_classes(qf: QualityFilter, shared_data: Path, lang: str) -> None:
+    """check() must give exactly the reason (and word count) of datatrove's four classes run one
+    after another, on real pages and on pages built to reach every rule."""
+    docs = _real_documents(shared_data) + _tricky_documents()
+    fast = [qf.check(d, lang) for d in docs]
+    reference = [qf.check_reference(d, lang) for d in docs]
+    differ = [(i, f, r) for i, (f, r) in enumerate(zip(fast, reference)) if f != r]
+    assert not differ, differ[:5]
+    reasons = collections.Counter(r.reason for r in reference)
+    print(f"\n{lang} rules on {len(docs)} documents: {dict(reasons.most_common(8))}")
+    assert len(reasons) >= 6  # the documents do reach many different rules
+
+
+def test_one_pass_rules_with_overrides(shared_data: Path) -> None:
+    """Every parameter comes from the datatrove objects: overridden thresholds, custom stop
+    characters, C4 counting sentences of all lines, C4 by sentences (datatrove's own method)."""
+    overrides = {"en": {"gopher_quality": {"min_doc_words": 20, "max_avg_word_length": 8, "min_stop_words": 1},
+                        "gopher_repetition": {"top_n_grams": ((2, 0.1), (5, 0.1)), "dup_n_grams": ((3, 0.05), (12, 0.05))},
+                        "fineweb": {"stop_chars": (".", "!"), "line_punct_exclude_zero": True},
+                        "c4": {"split_paragraph": False, "min_num_sentences": 3}},
+                 "zh": {"fineweb": {"stop_chars": ("。", "！？")}, "c4": {"min_num_sentences": -1}}}
+    qf2 = QualityFilter(overrides)
+    docs = _real_documents(shared_data)[:400] + _tricky_documents()
+    for lang in ("en", "zh"):
+        assert [qf2.check(d, lang) for d in docs] == [qf2.check_reference(d, lang) for d in docs]
+
+
+def test_hash_collisions_fall_back_to_datatrove(qf: QualityFilter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The duplicated-n-gram scan trusts no hash: with every n-gram hashing alike, each match is
+    checked on the strings and datatrove's own loop decides."""
+    import numpy as np
+
+    from winnow.filters import quality
+
+    monkeypatch.setattr(quality._NgramHasher, "hashes", lambda self, starts, ends: np.zeros(len(starts), dtype=np.uint64))
+    docs = _tricky_documents()
+    assert [qf.check(d, "en") for d in docs] == [qf.check_reference(d, "en") for d in docs]
+
+
+def test_jieba_split_equals_jieba_lcut(zh_paragraphs: list[str]) -> None:
+    """Our one-loop jieba (same dictionary, same scores, same ties) gives jieba's own words."""
+    from winnow.filters.wordsplit import word_tokenizer
+
+    tok = word_tokenizer("zh")
+    texts = zh_paragraphs + _tricky_documents() + ["", "   ", "a b c 1 2 3 abc123 中文English混合 ＡＢＣ"]
+    for text in texts:
+        assert tok.word_tokenize(text) == tok.reference_word_tokenize(text)
