@@ -606,13 +606,11 @@ def stage_charts(stage: StageRun, charts: Charts) -> tuple[list[str], list[str]]
                                            y_label="documents"))
         used_counts |= {"dump", "dump_rejected", "dump_overlap"}
         if overlap:
-            ids.append(charts.heatmap(f"{stage.name}: dump × dump duplicates (removed document's dump → "
-                                      f"dump of the document it duplicates)", overlap,
-                                      x_label="dump of the kept original", y_label="dump of the removed document"))
+            ids.append(charts.heatmap(f"{stage.name}: dump × dump duplicates", overlap,
+                                      x_label="dump of the document it duplicates", y_label="dump of the removed document"))
         if dump_rej and any(r.startswith("dedup:") for r in reasons):
             rows = cross_dump_curve(counts["dump"], dump_rej, overlap=overlap)
-            ids.append(charts.curve(f"{stage.name}: duplicates removed vs number of dumps deduplicated together "
-                                    f"(DeepSeek LLM Table 1, this run's dumps)",
+            ids.append(charts.curve(f"{stage.name}: removed vs dumps deduplicated together (DeepSeek Table 1)",
                                     [r["dumps"] for r in rows], [r["rate"] for r in rows],
                                     x_label="dumps (in order)", y_label="removed", labels=[r["last_dump"] for r in rows]))
     domain_series = {k: v for k, v in (("before", counts.get("domain_before")), ("after", counts.get("domain")),
@@ -712,12 +710,16 @@ def build_dashboard(run_dir: str | Path, out: str | Path | None = None, *, sampl
     for n in notes:
         body.append(f'<p class="note">{_e(n)}</p>')
     body.append('<section id="funnel" class="stage"><h2>Funnel</h2><table class="funnel"><tr><th>stage</th>'
-                '<th>status</th><th>input</th><th>kept</th><th>rejected</th><th>kept of input</th></tr>')
+                '<th>status</th><th>input</th><th>kept</th><th>rejected</th><th>kept of input</th>'
+                '<th title="kept + repeated copies (remix)">rows handed on</th></tr>')
     for st, inp, kept, rej in funnel_rows:
         share = f"{kept / inp:.1%}" if inp else "–"
+        repeated = ((st.manifest or st.stats).get("counters") or {}).get("repeated", 0)
+        repeated = repeated if isinstance(repeated, int) else 0
         body.append(f'<tr data-stage="{_e(st.name)}"><td>{_e(st.name)}</td><td class="status-{_e(st.status)}">'
                     f'{_e(st.status)}</td><td class="input">{inp:,}</td><td class="kept">{kept:,}</td>'
-                    f'<td class="rejected">{rej:,}</td><td>{share}</td></tr>')
+                    f'<td class="rejected">{rej:,}</td><td>{share}</td><td class="out">{kept + repeated:,}'
+                    f'{f" (+{repeated:,} repeats)" if repeated else ""}</td></tr>')
     body.append("</table>")
     body.append(f'<div class="chart">{divs.get(funnel_id, "")}</div></section>')
     for st, chart_ids, st_notes, smp in sections:
