@@ -383,6 +383,8 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
     `kept + rejected == input` per shard and in total, and that `input` equals what the input
     stages kept (`check_counts_chain`); raises AccountingError otherwise.
     """
+    if remote_io.is_url(str(out_dir)):
+        return _run_stage_remote(stage, inputs, str(out_dir).rstrip("/"), runtime)
     out_dir = Path(absolute_input(str(out_dir)))
     inputs = [absolute_input(p) for p in inputs]
     started = time.monotonic()
@@ -393,7 +395,8 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
     removed = shard_io.remove_stale_shards(out_dir, [t.name for t in tasks])
     if removed:
         log.info("%s: removed %d file(s) of shards no longer planned", stage.name, len(removed))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not out_dir.is_dir():
+        remote_io.check_output_writable(str(out_dir))  # creates it, or names why it cannot
     committed = {t.name: shard_io.committed_shard(out_dir, t.name, h, t.fingerprint) for t in tasks}
     todo = [t for t in tasks if committed[t.name] is None]
     manifest_path = out_dir / shard_io.MANIFEST
@@ -401,6 +404,8 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
         manifest_path.unlink()  # the directory is about to change: no manifest until it adds up again
     if todo and len(todo) < len(tasks):
         log.info("%s: resuming, %d of %d shards already committed", stage.name, len(tasks) - len(todo), len(tasks))
+    if todo:
+        remote_io.check_output_writable(str(out_dir))  # a clear error before any work is scheduled
     runtime = runtime or _LazyRayRuntime()
     if isinstance(stage, ShardMapStage):
         new_records = stage.execute(todo, out_dir, runtime) if todo else []
@@ -423,4 +428,103 @@ def run_stage(stage: Stage, inputs: Sequence[str], out_dir: str | Path, runtime:
                                 "reasons": manifest["reasons"], "counters": manifest["counters"],
                                 "shards": len(tasks), "shards_resumed": len(tasks) - len(todo)},
                                out_dir / "stats.json")
+    return manifest
+
+
+class UnsupportedOutput(ValueError):
+    """The stage cannot write its output to object storage (yet); the message says which can."""
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """JSON as `shards.write_json_atomic` writes it (sorted keys, indented, trailing newline)."""
+    import json
+
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime: Runtime | None) -> dict[str, Any]:
+    """`run_stage` into a stage directory on object storage (`s3://…`, `gs://…`).
+
+    Same contract as the local path, with the commit record as the commit (object stores have no
+    rename): each worker uploads a shard's data objects, then its `_progress/NAME.json` record
+    (`remote_io.commit_shard_remote`); a shard is reused on a rerun when its record matches the
+    config hash and input fingerprint and the objects it names have the sizes it records; data
+    objects of shards no longer planned (or of another config) are deleted; the manifest is the
+    last object written, once the counts add up. The output location is probed first
+    (`remote_io.check_output_writable`), before planning: no credentials, no bucket or access
+    denied fail in seconds. Supported for shard-map stages that keep the default `execute`
+    (ingest, filter); whole-dataset stages (dedup, remix, pack, tokenizer) and decontaminate still
+    need a local or mounted output directory and raise `UnsupportedOutput`."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    if stage.whole_dataset or not isinstance(stage, ShardMapStage) or type(stage).execute is not ShardMapStage.execute:
+        raise UnsupportedOutput(f"{stage.name}: writing to object storage ({out_url}) is supported for shard-map "
+                                f"stages (ingest, filter) only; give {stage.name} a local or mounted output directory")
+    remote_io.check_output_writable(out_url)
+    inputs = [absolute_input(p) for p in inputs]
+    started = time.monotonic()
+    tasks = stage.plan_tasks(list(inputs))
+    h = stage.config_hash()
+    files = remote_io.list_files(out_url)
+    progress = [rel for rel in files if rel.startswith(f"{shard_io.PROGRESS_DIR}/") and rel.endswith(".json")
+                and not rel.rsplit("/", 1)[-1].startswith(".")]
+
+    def _read(rel: str) -> dict[str, Any] | None:
+        raw = remote_io.get_bytes(remote_io.join(out_url, rel))
+        try:
+            rec = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return rec if isinstance(rec, dict) else None
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        found = dict(zip(progress, pool.map(_read, progress)))
+    records_now = {rel.rsplit("/", 1)[-1][:-len(".json")]: rec for rel, rec in found.items() if rec is not None}
+    if {r.get("config_hash") for r in records_now.values()} - {h}:
+        log.warning("%s: output of another config found in %s; clearing it", stage.name, out_url)
+        doomed = [rel for rel in files if rel.split("/", 1)[0] in shard_io.SHARD_DIRS]
+        remote_io.remove([remote_io.join(out_url, rel) for rel in doomed])
+        files = {rel: n for rel, n in files.items() if rel not in set(doomed)}
+        records_now = {}
+    planned = {t.name for t in tasks}
+    stale = [rel for rel in files if "/" in rel and rel.split("/", 1)[0] in shard_io.SHARD_DIRS
+             and (rel.rsplit("/", 1)[-1].split(".", 1)[0] not in planned or rel.rsplit("/", 1)[-1].startswith("."))]
+    remote_io.remove([remote_io.join(out_url, rel) for rel in stale])
+    if stale:
+        log.info("%s: removed %d object(s) of shards no longer planned", stage.name, len(stale))
+
+    def _committed(t: ShardTask) -> dict[str, Any] | None:
+        rec = records_now.get(t.name)
+        if rec is None or rec.get("config_hash") != h or rec.get("fingerprint") != t.fingerprint:
+            return None
+        for k in ("data", "rejected_file"):
+            entry = rec.get(k)
+            if not isinstance(entry, dict) or files.get(str(entry.get("path"))) != entry.get("bytes"):
+                return None
+        return rec
+
+    committed = {t.name: _committed(t) for t in tasks}
+    todo = [t for t in tasks if committed[t.name] is None]
+    manifest_url = remote_io.join(out_url, shard_io.MANIFEST)
+    if (todo or stale) and shard_io.MANIFEST in files:
+        remote_io.remove([manifest_url])  # about to change: no manifest until it adds up again
+    if todo and len(todo) < len(tasks):
+        log.info("%s: resuming, %d of %d shards already committed", stage.name, len(tasks) - len(todo), len(tasks))
+    runtime = runtime or _LazyRayRuntime()
+    new_records = stage.execute(todo, out_url, runtime) if todo else []  # type: ignore[arg-type]
+    by_name = {r["name"]: r for r in new_records}
+    records = [committed[t.name] or by_name[t.name] for t in tasks]
+    manifest = build_manifest(stage, inputs, records, tasks)
+    check_counts_chain(stage, inputs, manifest)
+    stage.check_output(manifest, records, out_url)  # type: ignore[arg-type]
+    body = _json_bytes(manifest)
+    if remote_io.get_bytes(manifest_url) != body:
+        remote_io.put_bytes(manifest_url, body)
+    elapsed = time.monotonic() - started
+    remote_io.put_bytes(remote_io.join(out_url, "stats.json"), _json_bytes({
+        **shard_io.merge_stats(r.get("stats") for r in records), "stage": stage.name, "seconds": round(elapsed, 3),
+        "input": manifest["input"], "kept": manifest["kept"], "rejected": manifest["rejected"],
+        "reasons": manifest["reasons"], "counters": manifest["counters"], "shards": len(tasks),
+        "shards_resumed": len(tasks) - len(todo)}))
     return manifest

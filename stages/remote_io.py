@@ -135,3 +135,199 @@ def raw_file_identity(path: str) -> str:
     if not os.access(p, os.R_OK):
         raise InputUnreadable(f"{path}: not readable (permission denied)")
     return f"{p}:{st.st_size}:{st.st_mtime_ns}"
+
+
+# --- writing stage outputs to object storage ----------------------------------------------------
+#
+# A stage directory on object storage (`s3://bucket/prefix/STAGE`, `gs://…`, any fsspec URL) has
+# the local layout (data/, rejected/, _progress/, manifest.json), but object stores have no rename:
+# a shard's data objects are uploaded first, under their final keys, and its commit record
+# (`_progress/NAME.json`) is uploaded last. A data object without its record is not committed (a
+# rerun rewrites it), exactly like a local file without its record; the manifest is written once
+# every record adds up. Each PUT is atomic (an object appears whole or not at all), and each is
+# retried with backoff on transient errors.
+
+#: Attempts of a write (PUT) before its error is raised.
+WRITE_ATTEMPTS = 5
+#: Attempts of the pre-flight probe: a store that does not answer must fail within seconds.
+PROBE_ATTEMPTS = 2
+
+
+class OutputUnwritable(OSError):
+    """The output location cannot be written: no credentials, no such bucket, access denied, or an
+    object store that does not answer. Raised before any work is scheduled; names the location."""
+
+
+def _transient_errno(exc: BaseException) -> bool:
+    import errno
+
+    codes = {errno.EBUSY, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
+    codes.add(getattr(errno, "EREMOTEIO", -1))
+    return isinstance(exc, OSError) and exc.errno in codes
+
+
+def _botocore_kind(exc: BaseException) -> str | None:
+    """'credentials', 'transient' or None for botocore's own exceptions (s3fs lets some through)."""
+    try:
+        from botocore import exceptions as bx
+    except ImportError:
+        return None
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return "credentials"
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
+                        bx.ConnectionClosedError)):
+        return "transient"
+    return None
+
+
+def is_transient_write(exc: BaseException) -> bool:
+    """`is_transient`, plus what object-store clients raise for a PUT a retry may cure: s3fs's
+    translation of HTTP 500/503 (SlowDown) to OSError(EREMOTEIO/EBUSY), botocore's connection
+    and timeout errors."""
+    return is_transient(exc) or _transient_errno(exc) or _botocore_kind(exc) == "transient"
+
+
+def write_retrying(fn: Callable[[], T], what: str, attempts: int = WRITE_ATTEMPTS, backoff_s: float = BACKOFF_S) -> T:
+    """`fn()` (a PUT), retried with exponential backoff on transient errors; the last error is
+    raised as `OutputUnwritable` naming `what`. Other errors are raised as they are."""
+    delay = backoff_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not is_transient_write(exc):
+                raise
+            if attempt == attempts:
+                raise OutputUnwritable(f"{what}: write still failing after {attempts} attempts: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def url_fs(url: str) -> tuple[Any, str]:
+    """(fsspec filesystem, path inside it without a trailing slash) of an output URL."""
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path.rstrip("/")
+
+
+def join(url: str, *parts: str) -> str:
+    return "/".join([url.rstrip("/"), *parts])
+
+
+def put_bytes(url: str, data: bytes) -> None:
+    """One object with `data`, written with retries (`write_retrying`)."""
+    fs, path = url_fs(url)
+    write_retrying(lambda: fs.pipe_file(path, data), url)
+
+
+def put_file(local: str, url: str) -> None:
+    fs, path = url_fs(url)
+    write_retrying(lambda: fs.put_file(local, path), url)
+
+
+def get_bytes(url: str) -> bytes | None:
+    """The object's bytes, None when it does not exist; transient errors retried."""
+    fs, path = url_fs(url)
+    try:
+        return with_retries(lambda: fs.cat_file(path), url)
+    except FileNotFoundError:
+        return None
+
+
+def list_files(url: str) -> dict[str, int]:
+    """Every object under `url` (recursively): path relative to `url` -> size. Listing caches
+    are dropped first: another process (a killed run, a worker) may have written since."""
+    fs, root = url_fs(url)
+    fs.invalidate_cache()
+    try:
+        found = with_retries(lambda: fs.find(root, detail=True), url)
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for p, info in found.items():
+        if info.get("type", "file") != "file":
+            continue
+        rel = p[len(root):].lstrip("/")
+        if rel:
+            out[rel] = int(info.get("size") or 0)
+    return out
+
+
+def remove(urls: list[str]) -> None:
+    """Delete objects (missing ones are fine)."""
+    if not urls:
+        return
+    fs, _ = url_fs(urls[0])
+    paths = [url_fs(u)[1] for u in urls]
+    try:
+        write_retrying(lambda: fs.rm(paths), urls[0])
+    except FileNotFoundError:
+        pass
+
+
+def commit_shard_remote(run_and_commit: Callable[[Any, Any], dict[str, Any]], task: Any, out_url: str) -> dict[str, Any]:
+    """Process and commit one shard into a local temporary stage directory (named like the remote
+    one, so its statistics name the stage), then upload it: data and rejected objects first, the
+    commit record last. Returns the commit record (its paths are relative, as for a local shard)."""
+    import tempfile
+    from pathlib import Path
+
+    name = out_url.rstrip("/").rsplit("/", 1)[-1] or "stage"
+    with tempfile.TemporaryDirectory(prefix="winnow-shard-") as tmp:
+        local = Path(tmp) / name
+        record = run_and_commit(task, local)
+        for key in ("data", "rejected_file"):
+            rel = record[key]["path"]
+            put_file(str(local / rel), join(out_url, rel))
+        put_file(str(local / "_progress" / f"{record['name']}.json"), join(out_url, "_progress", f"{record['name']}.json"))
+    return record
+
+
+def check_output_writable(out: str) -> None:
+    """Fail fast, before planning or scheduling anything, when the output location cannot be
+    written: write a small probe object (or file) under it and delete it again. Missing
+    credentials, a bucket that does not exist, access denied and a store that does not answer
+    each raise `OutputUnwritable` with what to fix."""
+    import uuid
+
+    if not is_url(out):
+        from pathlib import Path
+
+        d = Path(local_path(out))
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe = d / f".winnow-probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputUnwritable(f"output {out} is not writable: {type(exc).__name__}: {exc}") from exc
+        return
+    probe = join(out, f"_winnow_probe-{uuid.uuid4().hex}")
+    protocol = out.split("://", 1)[0]
+    if protocol in ("s3", "s3a"):
+        # a probe that gives up quickly: botocore and s3fs would otherwise retry a dead endpoint
+        # for tens of seconds before the first answer
+        fs, path = fsspec.core.url_to_fs(probe, config_kwargs={
+            "connect_timeout": 3, "read_timeout": 15, "retries": {"max_attempts": 2, "mode": "standard"}})
+        fs.retries = 1  # s3fs's own retry loop (a class attribute), on this probe-only instance
+    else:
+        fs, path = url_fs(probe)
+    bucket = path.split("/", 1)[0]
+    try:
+        write_retrying(lambda: fs.pipe_file(path, b""), probe, attempts=PROBE_ATTEMPTS, backoff_s=0.2)
+        fs.rm_file(path)
+    except OutputUnwritable as exc:
+        raise OutputUnwritable(f"output {out}: the object store does not answer ({exc.__cause__}); check the "
+                               f"endpoint and network") from exc
+    except Exception as exc:  # noqa: BLE001 - classified for the message
+        text = f"{type(exc).__name__}: {exc}"
+        if _botocore_kind(exc) == "credentials" or "credentials" in text.lower() and "Unable to locate" in text:
+            raise OutputUnwritable(f"output {out}: no credentials found for the object store ({text}); set "
+                                   f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an "
+                                   f"instance/pod role") from exc
+        if isinstance(exc, FileNotFoundError) or "NoSuchBucket" in text:
+            raise OutputUnwritable(f"output {out}: bucket {bucket!r} does not exist ({text})") from exc
+        if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
+            raise OutputUnwritable(f"output {out}: not writable with these credentials (access denied: {text})") from exc
+        raise OutputUnwritable(f"output {out}: cannot write a probe object: {text}") from exc
