@@ -10,11 +10,15 @@ one run.
   SEO spam pages of resiliparse/warcfile.warc.gz). Contenders, each from raw document text to a
   document perplexity:
 
-  * ``ours``: :meth:`filters.perplexity.PerplexityModel.perplexity`: the compiled kernel
+  * ``ours``: :meth:`filters.perplexity.PerplexityModel.perplexities` over each language's
+    documents (one batch per language, as a stage hands a record batch): the compiled kernel
     (:mod:`filters.lm_kernel`: CCNet normalisation, word split and Unigram Viterbi for the whole
-    document in one numba pass, a word cache) + ``kenlm.Model.score`` per line. The word cache
-    starts empty in every repetition (no credit for having seen the corpus before).
-  * ``nocache``: the same with the word cache disabled (every word through the Viterbi).
+    document in one numba pass, a word cache) over every document of the batch, then
+    ``kenlm.Model.score`` per line. The word cache starts empty in every repetition (no credit
+    for having seen the corpus before).
+  * ``per_doc``: :meth:`~filters.perplexity.PerplexityModel.perplexity` one document at a time
+    (kernel, then KenLM, per document: each evicts the other's tables from the CPU caches).
+  * ``nocache``: ``ours`` with the word cache disabled (every word through the Viterbi).
   * ``warm``: the same with a word cache that has seen these documents (a long-running worker's
     steady state; printed for information, never the headline).
   * ``python``: the same model through the plain-Python path (``compiled=False``:
@@ -200,7 +204,10 @@ def main() -> int:
             == [nocache[lang].perplexity(d) for d in ds], "kernel and Python path disagree"
         assert all(normalized_lines(d) in (None, normalize_lines(d)) for d in ds), "normalisers disagree"
 
-    def scorer(models: dict, fresh_cache: bool) -> Callable[[], None]:
+    for lang, ds in by_lang.items():
+        assert ours[lang].perplexities(ds) == [ours[lang].perplexity(d) for d in ds], "batch and per document disagree"
+
+    def scorer(models: dict, fresh_cache: bool, batch: bool = True) -> Callable[[], None]:
         def run() -> None:
             for lang, ds in by_lang.items():
                 m = models[lang]
@@ -208,8 +215,11 @@ def main() -> int:
                     if m.pieces is not None:
                         m.pieces.clear_cache()
                     m.cutter = type(m.cutter)(m.tokenizer)
-                for d in ds:
-                    m.perplexity(d)
+                if batch:
+                    m.perplexities(ds)
+                else:
+                    for d in ds:
+                        m.perplexity(d)
         return run
 
     precut = {lang: [" ".join(ps).encode("utf-8") for d in ds for ps in ours[lang].line_pieces(d)]
@@ -229,14 +239,18 @@ def main() -> int:
 
     warm = {lang: PerplexityModel(p, lang) for lang, p in paths.items()}
     scorer(warm, False)()  # its word cache has seen these documents: a long-running worker's steady state
-    t = interleaved({"ours": scorer(ours, True), "nocache": scorer(nocache, False), "python": scorer(python, True),
+    t = interleaved({"ours": scorer(ours, True), "per_doc": scorer(ours, True, batch=False),
+                     "nocache": scorer(nocache, False), "python": scorer(python, True, batch=False),
                      "ccnet": ccnet_ppl, "kenlm_only": kenlm_only, "warm": scorer(warm, False)}, args.reps)
     mbps = {k: mb / v for k, v in t.items()}
     print(f"perplexity over {len(by_lang['en'])} en + {len(by_lang['zh'])} zh documents ({mb:.2f} MB), per CPU second "
           f"(median of {args.reps}):")
     print(f"  kenlm.Model.score alone on our pre-cut lines {mbps['kenlm_only']:6.2f} MB/s   (KenLM's share of our time: "
           f"{t['kenlm_only'] / t['ours']:.0%})")
-    print(f"  ours: compiled kernel + KenLM, cold cache    {mbps['ours']:6.2f} MB/s")
+    print(f"  ours: compiled kernel + KenLM, cold cache    {mbps['ours']:6.2f} MB/s   (perplexities: kernel over the "
+          f"batch, then KenLM)")
+    print(f"  ours one document at a time (perplexity)     {mbps['per_doc']:6.2f} MB/s   (KenLM's share: "
+          f"{t['kenlm_only'] / t['per_doc']:.0%}; ours/this {t['per_doc'] / t['ours']:.2f}x)")
     print(f"  ours, word cache disabled                    {mbps['nocache']:6.2f} MB/s   ours/this {t['nocache'] / t['ours']:.2f}x")
     print(f"  ours, word cache warm (a worker's steady state, not the headline) {mbps['warm']:6.2f} MB/s   "
           f"(KenLM's share: {t['kenlm_only'] / t['warm']:.0%})")
@@ -254,13 +268,15 @@ def main() -> int:
     tn = interleaved({"python": norm_py, "kernel": norm_kernel}, args.reps)
     print(f"  normaliser alone: Python per line {mb / tn['python']:6.1f} MB/s, compiled table pass "
           f"{mb / tn['kernel']:6.1f} MB/s ({tn['python'] / tn['kernel']:.1f}x; identical lines)")
-    print("  (ours and nocache include the Python call per document, the bytes split and KenLM; ccnet includes "
-          "its normaliser, sentencepiece and KenLM; no side includes model loading or language ID)")
+    print("  (ours, per_doc and nocache include the Python call per document, the bytes split and KenLM; ccnet "
+          "includes its normaliser, sentencepiece and KenLM; kenlm_only is the KenLM calls alone on lines cut "
+          "beforehand; no side includes model loading or language ID)")
     print(f"RESULT ppl_vs_kenlm_only={t['kenlm_only'] / t['ours']:.3f} ppl_vs_ccnet={t['ccnet'] / t['ours']:.2f} "
           f"ppl_vs_nocache={t['nocache'] / t['ours']:.2f} ppl_vs_python={t['python'] / t['ours']:.2f} "
           f"ppl_mb_per_s={mbps['ours']:.2f} lid_vs_bare={lid_dps['ours'] / lid_dps['bare']:.3f} "
           f"lid_docs_per_s={lid_dps['ours']:.0f} norm_kernel_vs_python={tn['python'] / tn['kernel']:.1f} "
-          f"ppl_vs_kenlm_only_warm_cache={t['kenlm_only'] / t['warm']:.3f}")
+          f"ppl_vs_kenlm_only_warm_cache={t['kenlm_only'] / t['warm']:.3f} "
+          f"ppl_vs_kenlm_only_per_doc={t['kenlm_only'] / t['per_doc']:.3f}")
     return 0
 
 

@@ -211,7 +211,7 @@ class UnigramTrie:
         nb = max(1, (len(piece_id) - 1).bit_length())
         if 2 * nb + 21 > 63:
             raise ValueError(f"Unigram trie of {len(piece_id)} nodes is too large for the kernel's packed edges")
-        size = 1 << max(4, (2 * len(edges) + 1).bit_length())
+        size = 1 << max(4, (2 * len(edges) + 1).bit_length())  # at most a quarter full: short misses
         table = np.full(size + 1, -1, np.int64)
         table[-1] = nb  # the last element: bits of a child id (the probe mask is size - 1)
         root = np.full(ROOT_DENSE, -1, np.int32)
@@ -348,18 +348,19 @@ def _emit_word(w, n, h, out, o, tkeys, tvals, piece_id, scores, unk_id, unk_scor
     """Append the pieces of w[:n] to out[o:] as UTF-8, joined by spaces (the space before the
     word is the caller's); returns (new o, pieces).
 
-    Cache: one int64 slot per word, the hash's upper bits over the word's offset in `cpool`
-    (``h & ~POOL_MASK | offset``; 8 bytes a slot keeps the table small enough to stay cached
-    between KenLM calls), and in `cpool` a 4-byte header (output length, pieces; 16 bits each)
-    then the output bytes; a hit is a slot probe, a byte compare and a copy. `h` is the word's
-    FNV-1a hash (63 bits), computed by the caller while it copied the word."""
+    Cache: one int32 slot per word, 10 bits of the hash over the word's offset in `cpool`
+    (``tag << 21 | offset``; 4 bytes a slot keeps the table small enough to stay in L2 beside
+    the trie), and in `cpool` a 4-byte header (output length, pieces; 16 bits each) then the
+    output bytes; a hit is a slot probe, a byte compare and a copy (a tag that matches another
+    word fails the compare and the probe goes on). `h` is the word's FNV-1a hash (63 bits),
+    computed by the caller while it copied the word."""
     i = np.int64(0)
-    tag = h & ~POOL_MASK
+    tag = ((h >> np.int64(52)) & np.int64(0x3FF)) << np.int64(21)
     if use_cache:
         mask = np.int64(len(cslots) - 1)
         i = _slot(h, mask)
         while True:
-            kk = cslots[i]
+            kk = np.int64(cslots[i])
             if kk == -1:
                 break
             if (kk & ~POOL_MASK) == tag:
@@ -390,7 +391,7 @@ def _emit_word(w, n, h, out, o, tkeys, tvals, piece_id, scores, unk_id, unk_scor
         cpool[po + 3] = k >> 8
         for t in range(ol):
             cpool[po + 4 + t] = out[o0 + t]
-        cslots[i] = tag | po
+        cslots[i] = np.int32(tag | po)
         cstate[0] += 1
         cstate[1] += 4 + ol
     return o, k
@@ -496,7 +497,7 @@ class DocumentPieces:
     identical to ``[" ".join(p).encode() for p in PerplexityModel.line_pieces(text)]`` (the Python
     path). Bytes, because ``kenlm.Model.score`` takes them as they are and encodes a str first."""
 
-    CACHE_SLOTS = 1 << 17      # at most half used: 65,536 distinct words, then it starts over
+    CACHE_SLOTS = 1 << 16      # at most half used: 32,768 distinct words, then it starts over
     CACHE_BYTES = 2 << 20      # offsets must stay below POOL_MASK + 1
 
     def __init__(self, tokenizer, *, cache: bool = True) -> None:
@@ -514,7 +515,7 @@ class DocumentPieces:
         if size > int(POOL_MASK) + 1:
             raise ValueError("CACHE_BYTES must be at most 2 MiB (the pool offset has 21 bits)")
         if getattr(self, "cslots", None) is None or len(self.cslots) != slots or len(self.cpool) != size:
-            self.cslots = np.empty(slots, np.int64)
+            self.cslots = np.empty(slots, np.int32)
             self.cpool = np.empty(size, np.uint8)
         self.cslots[:] = -1
         self.cstate = np.zeros(2, np.int64)

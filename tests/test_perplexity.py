@@ -113,6 +113,20 @@ def test_perplexity_is_ccnets_formula(models: dict[str, Path]) -> None:
     assert lm.perplexity("") is None and lm.perplexity("\x00\x01\n \n") is None
 
 
+def test_perplexities_batch_equals_one_by_one(models: dict[str, Path], shared_data: Path) -> None:
+    """The batch call (kernel over every text, then KenLM) returns exactly the per-document floats,
+    including a document the kernel hands to the Python path (Greek capital sigma), empty ones
+    and the compiled=False model."""
+    wiki = (shared_data / "ref_text" / "wikitext2" / "test.txt").read_text(encoding="utf-8")
+    docs = list(documents(wiki.splitlines(), "wikitext"))[:40]
+    docs += ["", "\x00\n \n", "ΣΟΦΙΑ and Σ in English text.", docs[0]]
+    for compiled in (True, False):
+        lm = PerplexityModel(models["en"], "en", compiled=compiled)
+        one = [lm.perplexity(d) for d in docs]
+        assert lm.perplexities(docs) == one and None in one
+        assert lm.perplexities([]) == []
+
+
 def test_perplexity_ranks_wikipedia_web_and_spam(models: dict[str, Path], shared_data: Path) -> None:
     """held-out Wikipedia < CCNet's head documents < Chinese SEO spam (each by its language's model)."""
     en = PerplexityModel(models["en"], "en")
