@@ -36,6 +36,7 @@ import copy
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -243,9 +244,8 @@ class _Doc:
     def word_ids(self) -> tuple[np.ndarray, int, np.ndarray]:
         """(id of each word, number of distinct words, length of each word)."""
         if self._ids is None:
-            index: dict[str, int] = {}
-            ids = np.fromiter((index.setdefault(w, len(index)) for w in self.words), dtype=np.int64,
-                              count=len(self.words))
+            index = {w: i for i, w in enumerate(self.counts)}
+            ids = np.fromiter(map(index.__getitem__, self.words), dtype=np.int64, count=len(self.words))
             lens = np.fromiter(map(len, self.words), dtype=np.int64, count=len(self.words))
             self._ids = (ids, len(index), lens)
         return self._ids
@@ -436,14 +436,21 @@ def _gopher_repetition(f: GopherRepetitionFilter, doc: _Doc) -> str | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _single_chars(stop: Any) -> frozenset | None:
+    """FineWeb's stop characters as a set when they are a tuple of single characters, else None."""
+    if isinstance(stop, tuple) and all(isinstance(c, str) and len(c) == 1 for c in stop):
+        return frozenset(stop)
+    return None
+
+
 def _fineweb(f: FineWebQualityFilter, doc: _Doc) -> str | None:
     text = doc.text
     lines = [line for line in text.split("\n") if line and not line.isspace()]  # line.strip() != ""
     if len(lines) == 0:
         return "empty"
-    stop = f.stop_chars
-    if isinstance(stop, tuple) and all(isinstance(c, str) and len(c) == 1 for c in stop):
-        stop_set = frozenset(stop)  # lines are non-empty: endswith(one char) is the last char
+    stop_set = _single_chars(f.stop_chars) if isinstance(f.stop_chars, tuple) else None
+    if stop_set is not None:  # lines are non-empty: endswith(one of these) looks at the last char
         ratio = sum(1 for line in lines if line[-1] in stop_set) / len(lines)
     else:
         ratio = sum(1 for line in lines if line.endswith(stop)) / len(lines)

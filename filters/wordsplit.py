@@ -127,22 +127,23 @@ def _cut_block_no_hmm(sentence: str, freq: dict, logtotal: float, out: list[str]
     score = [0.0] * (n + 1)
     end = [0] * (n + 1)
     log = math.log
+    get = freq.get  # values are ints: None <=> not a word nor a prefix of one
     for idx in range(n - 1, -1, -1):
         best_s = 0.0
         best_x = -1
         i = idx
-        frag = sentence[idx]
-        while i < n and frag in freq:
-            f = freq[frag]
+        f0 = f = get(sentence[idx])
+        while f is not None:  # get_DAG: extend while the fragment is a dictionary prefix
             if f:
                 s = log(f) - logtotal + score[i + 1]
                 if best_x < 0 or s >= best_s:  # candidates come in increasing x: ties -> larger x
                     best_s, best_x = s, i
             i += 1
-            frag = sentence[idx:i + 1]
+            if i >= n:
+                break
+            f = get(sentence[idx:i + 1])
         if best_x < 0:  # no dictionary word starts here: the character alone, frequency 1
-            f = freq.get(sentence[idx])
-            best_s, best_x = log(f or 1) - logtotal + score[idx + 1], idx
+            best_s, best_x = log(f0 or 1) - logtotal + score[idx + 1], idx
         score[idx] = best_s
         end[idx] = best_x
     x = 0
@@ -156,7 +157,7 @@ def _cut_block_no_hmm(sentence: str, freq: dict, logtotal: float, out: list[str]
             if buf:
                 out.append(buf)  # ASCII letters and digits: always a word character
                 buf = ""
-            if _HAS_WORD_CHAR_RE.search(word):
+            if word.isalnum() or _HAS_WORD_CHAR_RE.search(word):  # isalnum() implies a \w character
                 out.append(word)
         x = y
     if buf:

@@ -254,3 +254,25 @@ def test_no_network_from_setup_to_output(models: dict[str, Path], shards: Path, 
     out = _run_local(FilterStage(_config(models)), shards / "part-00001.parquet")
     assert out.kept.num_rows > 30
     assert "zh" in set(out.kept.column("lang").to_pylist())
+
+
+def test_one_pass_rules_leave_every_output_unchanged(models: dict[str, Path], shards: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage with the one-pass quality rules and our jieba loop writes exactly what it wrote
+    with datatrove's classes run one by one and jieba's lcut: kept rows with every column, rejected
+    rows with their reasons, counters, on both shards (real CC pages, zh Wikipedia, spam, bad input)."""
+    from winnow.filters.quality import QualityFilter
+    from winnow.filters.wordsplit import JiebaWordTokenizer
+
+    stage = FilterStage(_config(models, keep_rejected_text=True))
+    shard_files = sorted(shards.glob("*.parquet"))
+    new = [_run_local(stage, p) for p in shard_files]
+    monkeypatch.setattr(QualityFilter, "check", QualityFilter.check_reference)
+    monkeypatch.setattr(JiebaWordTokenizer, "word_tokenize", JiebaWordTokenizer.reference_word_tokenize)
+    old = [_run_local(stage, p) for p in shard_files]
+    for a, b in zip(new, old):
+        assert a.kept.equals(b.kept)
+        assert a.rejected.equals(b.rejected)
+        assert a.counters == b.counters
+    reasons = collections.Counter(r for o in new for r in o.rejected.column("reason").to_pylist())
+    assert sum(v for k, v in reasons.items() if k.startswith(("filter:gopher", "filter:fineweb", "filter:c4"))) >= 100
