@@ -116,8 +116,8 @@ def solve(available: dict[str, float], shares: dict[str, float], budget: float, 
                              + ". Lower these targets, raise their limits, or set on_shortfall: redistribute")
     # water-filling: fix the groups over their cap at the cap, spread the rest over the others
     planned: dict[str, float] = {}
-    # lists, not sets: the float sums below must add in one order in every process (a set of
-    # strings iterates in PYTHONHASHSEED order, which moved `planned` by an ulp from run to run)
+    # lists, not sets: the float sums below add in one order in every process (a set of strings
+    # iterates in PYTHONHASHSEED order)
     free = [g for g in shares if shares[g] > 0]
     for g in shares:
         if shares[g] <= 0:
