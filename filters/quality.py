@@ -453,7 +453,7 @@ def _fineweb(f: FineWebQualityFilter, doc: _Doc) -> str | None:
     if stop_set is not None:  # lines are non-empty: endswith(one of these) looks at the last char
         ratio = sum(1 for line in lines if line[-1] in stop_set) / len(lines)
     else:
-        ratio = sum(1 for line in lines if line.endswith(stop)) / len(lines)
+        ratio = sum(1 for line in lines if line.endswith(f.stop_chars)) / len(lines)
     if ratio < f.line_punct_thr and not (ratio == 0 and f.line_punct_exclude_zero):
         return "line_punct_ratio"
 
