@@ -174,6 +174,11 @@ def test_line_cache_gives_the_ids_of_whole_texts(tmp_path, tok, rows):
         flat, lengths = stage.encode(texts)
         got = np.split(flat, np.cumsum(lengths)[:-1])
         assert [g.tolist() for g in got] == want
+    stage._lines.max_lines = 20  # a small bound: the cache is cleared between batches, same ids
+    for _ in range(2):
+        flat, lengths = stage.encode(texts)
+        assert [g.tolist() for g in np.split(flat, np.cumsum(lengths)[:-1])] == want
+        assert len(stage._lines.cache) < 200
     # not line-safe: a pre-tokenizer without the newline split first, or an added token that strips
     other = tmp_path / "nolines"
     other.mkdir()
