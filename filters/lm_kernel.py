@@ -399,7 +399,7 @@ def _emit_word(w, n, h, out, o, tkeys, tvals, piece_id, scores, unk_id, unk_scor
 
 @njit(cache=True)
 def _document(cps, norm_off, norm_pool, is_space, unsafe, cls, tkeys, tvals, piece_id, scores, unk_id,
-              unk_score, use_cache, cslots, cpool, cstate, norm, w, best, work, out, counts, max_exp):
+              unk_score, use_cache, cslots, cpool, cstate, norm, w, best, work, out, counts, max_exp, simple):
     """Normalise, split and segment one document into the caller's buffers (reused across
     documents: a fresh allocation per document costs page faults). Returns (bytes used in `out`,
     lines emitted; `counts[:lines]` holds their piece counts); bytes used is -1 when the document
@@ -433,6 +433,14 @@ def _document(cps, norm_off, norm_pool, is_space, unsafe, cls, tkeys, tvals, pie
         m = 0
         for i in range(s, e):
             c = cps[i]
+            if c < len(simple):  # the common case: one small table, one character out (or none)
+                x = simple[c]
+                if x >= 0:
+                    norm[m] = x
+                    m += 1
+                    continue
+                if x == -2:
+                    continue
             if unsafe[c]:
                 return -1, 0
             for t in range(norm_off[c], norm_off[c + 1]):
@@ -492,6 +500,23 @@ def _max_expansion() -> int:
     return int(np.diff(tables()[0]).max())
 
 
+SIMPLE_N = 0x3000
+
+
+@functools.lru_cache(maxsize=1)
+def _simple_table() -> np.ndarray:
+    """For code points below SIMPLE_N (48 KB, stays cached): the one normalised character a code
+    point maps to, -2 when it maps to nothing, -1 when the general tables must be used (several
+    characters, or a code point that sends the document to the Python path)."""
+    off, pool, _, unsafe, _ = tables()
+    c = np.arange(SIMPLE_N)
+    lens = off[c + 1] - off[c]
+    first = pool[np.minimum(off[c], len(pool) - 1)].astype(np.int64)
+    out = np.where(lens == 1, first, np.where(lens == 0, -2, -1))
+    out[unsafe[c]] = -1
+    return out.astype(np.int32)
+
+
 class DocumentPieces:
     """Callable: document text -> (lines of space-joined pieces as UTF-8 bytes, pieces per line),
     identical to ``[" ".join(p).encode() for p in PerplexityModel.line_pieces(text)]`` (the Python
@@ -505,6 +530,7 @@ class DocumentPieces:
         self.norm_off, self.norm_pool, self.is_space, self.unsafe, self.cls = tables()
         self.use_cache = cache
         self.max_exp = _max_expansion()
+        self.simple = _simple_table()
         self.clear_cache()
         self._buffers(0, 0)
 
@@ -544,7 +570,7 @@ class DocumentPieces:
             used, lines = _document(cps, self.norm_off, self.norm_pool, self.is_space, self.unsafe, self.cls, t.keys,
                                     t.vals, t.piece_id, t.scores, t.unk_id, t.unk_score, self.use_cache, self.cslots,
                                     self.cpool, self.cstate, self.norm, self.w, self.best, self.work, self.out,
-                                    self.counts, self.max_exp)
+                                    self.counts, self.max_exp, self.simple)
             if used >= -1:
                 break
             self._buffers(-2 - used, len(cps))
