@@ -771,8 +771,15 @@ def commit(plan: Plan, i: int, out_dir: str, name: str, config_hash: str, finger
         schema = shard_io.REJECTED_SCHEMA_WITH_TEXT
         cols.append(table.column("text").take(rej_idx).cast(pa.string()))
     rejected = pa.table(cols, schema=schema)
-    stats = (dump_overlap(plan, i, table.column("dump"), np.flatnonzero(~keep), reasons, d["original"][~keep])
-             if "dump" in table.column_names else None)
+    stats = None
+    if "dump" in table.column_names:
+        try:   # statistics never fail a shard (as in `stats.record_stats`)
+            stats = dump_overlap(plan, i, table.column("dump"), np.flatnonzero(~keep), reasons, d["original"][~keep])
+        except Exception as exc:  # noqa: BLE001 - said in the log; stats.json then lacks the matrix
+            import logging
+
+            logging.getLogger("winnow").warning("dedup: dump overlap of shard %s failed: %s: %s", name,
+                                                type(exc).__name__, exc)
     counters = {
         "exact_dup": int(np.count_nonzero(decision == REJECT_EXACT)),
         "minhash_dup": int(np.count_nonzero(decision == REJECT_MINHASH)),
