@@ -366,3 +366,50 @@ def test_cluster_address_that_does_not_answer_is_a_clear_error() -> None:
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(ClusterUnreachable, match=f"Ray cluster at {address} does not answer"):
         RayRuntime(address=address)
+
+
+@pytest.mark.slow
+def test_ray_job_on_two_nodes_reads_and_writes_s3(s3: S3, shared_data: Path, own_tmp: Path) -> None:
+    """Issue 12 item 2 for the stages that support object storage: a head and a second Ray node,
+    each with its own temp dir; `ray job submit` ships only a driver script (its working dir)
+    that ingests `s3://` inputs into an `s3://` stage directory, credentials and endpoint given in
+    the job's runtime env. No input or output path is on a disk: tasks ran on both nodes and the
+    objects equal a single-node run's."""
+    from test_cluster import LocalCluster, node_with, ray_cli
+
+    # enough shards that the second node's workers are up before the head's one CPU is through
+    upload(s3, shared_data, SMALL_INPUTS + [JSONL] * 24, "in-job")
+    job_dir = own_tmp / "job"
+    job_dir.mkdir()
+    (job_dir / "driver.py").write_text(DRIVER)
+    aws = {k: s3.env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    out = f"s3://{BUCKET}/out-job/ingest"
+    c = LocalCluster(dashboard=True)
+    try:
+        c.start_head(num_cpus=1, resource="node_a")
+        c.add_node(num_cpus=2, resource="node_b")
+        address = f"http://127.0.0.1:{c.dash_port}"
+        deadline = time.monotonic() + 180
+        while True:  # the dashboard answers before its job agent is ready
+            job = ray_cli(c, "job", "submit", "--address", address, "--working-dir", str(job_dir),
+                          "--runtime-env-json", json.dumps({"env_vars": aws}), "--",
+                          "python", "driver.py", out, "0", f"s3://{BUCKET}/in-job/*")
+            if "No available agent" not in job.stderr + job.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        nodes = c.wait_for_nodes(2)
+        listed = ray_cli(c, "list", "tasks", "--address", address, "--format", "json", "--limit", "10000", "--detail")
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        tasks = json.loads(listed.stdout)
+    finally:
+        c.stop()
+    by_node: dict[str, int] = {}
+    for t in tasks:
+        if t.get("type") == "NORMAL_TASK" and t.get("state") == "FINISHED":
+            by_node[t["node_id"]] = by_node.get(t["node_id"], 0) + 1
+    assert by_node.get(node_with(nodes, "node_a"), 0) >= 1 and by_node.get(node_with(nodes, "node_b"), 0) >= 1, by_node
+    run_ingest(s3, [f"s3://{BUCKET}/in-job/*"], str(own_tmp / "ingest"))
+    objects = s3.keys("out-job/ingest/")
+    assert remote_digests(objects) == local_digests(own_tmp / "ingest")
+    assert json.loads(objects["manifest.json"]) == shard_io.read_json(own_tmp / "ingest/manifest.json")
