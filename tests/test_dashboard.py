@@ -200,6 +200,31 @@ def test_cross_dump_curve_counts_the_recrawled_dump(run_dir: Path) -> None:
 
 
 @pytest.mark.slow
+def test_dump_overlap_names_originals_kept_by_an_earlier_run(run_dir: Path, tmp_path: Path) -> None:
+    """Dedup against an index that already holds these documents: every document is removed and
+    the originals are the index's (`(index)`), counted per dump as the shards commit — except an
+    exact copy whose group representative is new here but was itself a near-duplicate removed by
+    the first run (so not indexed): the matrix names that representative's dump."""
+    from winnow.pipeline.runner import RayRuntime, run_stage
+    from winnow.pipeline.stats import INDEX_DUMP
+    from winnow.stages import registry
+
+    dedup = registry()["dedup"]
+    runtime = RayRuntime(workers=2, show_progress=False)
+    index = tmp_path / "index"
+    run_stage(dedup({"index": str(index)}), [str(run_dir / "ingest")], tmp_path / "first", runtime)
+    m = run_stage(dedup({"index": str(index)}), [str(run_dir / "ingest")], tmp_path / "again", runtime)
+    counts = shard_io.read_json(tmp_path / "again" / "stats.json")["counts"]
+    assert m["kept"] == 0 and m["rejected"] == m["input"]
+    overlap = counts["dump_overlap"]
+    assert sum(sum(row.values()) for row in overlap.values()) == m["rejected"]
+    from_index = sum(row.get(INDEX_DUMP, 0) for row in overlap.values())
+    assert from_index >= m["rejected"] - 3 and from_index > 0
+    assert {o for row in overlap.values() for o in row} <= {INDEX_DUMP} | set(overlap)
+    assert overlap[LATER_DUMP].get(INDEX_DUMP, 0) >= RECRAWLED - 2
+
+
+@pytest.mark.slow
 def test_dashboard_in_headless_chromium(run_dir: Path, browser, tmp_path: Path) -> None:
     from winnow.pipeline.dashboard import build_dashboard
 
