@@ -35,6 +35,8 @@ def _call_measured(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, floa
     Ray node it ran on."""
     import resource
 
+    if fn is not _run_shard:
+        _SET_UP.clear()  # a worker moved on to another phase: free the last shard-map stage's models
     c0 = time.process_time()
     out = fn(*args)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
