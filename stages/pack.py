@@ -224,7 +224,9 @@ class PackStage(ShardMapStage):
         keep = pa.array(~empty)
         offsets = np.concatenate([[0], np.cumsum(lengths[~empty])]).astype(np.int64)
         tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.int32, copy=False)))
-        kept_cols = {"id": pc.filter(ids, keep), "tokens": tokens}
+        # UTF-8 bytes of each kept text: bytes per token per language/domain in stats.json
+        text_bytes = pc.filter(pc.binary_length(table.column(col).fill_null("").cast(pa.string())), keep)
+        kept_cols = {"id": pc.filter(ids, keep), "tokens": tokens, "text_bytes": text_bytes.cast(pa.int64())}
         for extra in ("lang", "domain"):
             if extra in table.column_names:
                 kept_cols[extra] = pc.filter(table.column(extra), keep).cast(pa.string())
@@ -376,7 +378,11 @@ def commit_pack_shard(out_dir: Path, name: str, out: ShardOutput, config: PackCo
     reasons: dict[str, int] = {}
     for r in rejected.column("reason").to_pylist():
         reasons[r] = reasons.get(r, 0) + 1
-    summary = pa.table({"id": kept.column("id"), "tokens": pa.array(lengths)})
+    summary_cols = {"id": kept.column("id"), "tokens": pa.array(lengths)}
+    for key in ("lang", "domain"):
+        if key in kept.column_names:
+            summary_cols[key] = kept.column(key).fill_null("unknown")
+    summary = pa.table(summary_cols)
     record = {
         "name": name,
         "config_hash": config_hash,
@@ -390,10 +396,35 @@ def commit_pack_shard(out_dir: Path, name: str, out: ShardOutput, config: PackCo
         "idx_file": idx_file.to_json(),
         "pack_index_file": pidx_file.to_json(),
         "rejected_file": rejected_file.to_json(),
-        "stats": shard_io.record_stats(str(out_dir), summary, rejected),
+        "stats": shard_io.record_stats(str(out_dir), summary, rejected, pack_shard_stats(index, kept, lengths)),
     }
     shard_io.write_json_atomic(record, out_dir / shard_io.PROGRESS_DIR / f"{name}.json")
     return record
+
+
+def pack_shard_stats(index: Any, kept: pa.Table, lengths: np.ndarray) -> dict[str, Any]:
+    """A shard's packing statistics for stats.json, additive across shards: the fill of every
+    window (real tokens / (seq_len + 1), fixed `unit50` bins), documents split across windows
+    (per language when known) and UTF-8 bytes per language and domain (with the generic
+    `tokens_by_*` sums: bytes per token)."""
+    cap = index.seq_len + 1
+    fill = index.window_tokens / cap if index.num_windows else np.zeros(0)
+    pieces_per_doc = (np.bincount(index.piece_doc, minlength=lengths.size) if index.piece_doc.size
+                      else np.zeros(lengths.size, np.int64))
+    split = pieces_per_doc > 1
+    counts: dict[str, Any] = {"split": {"split across windows": int(split.sum()), "whole": int((~split).sum())}}
+    sums: dict[str, Any] = {}
+    if "text_bytes" in kept.column_names:
+        nbytes = kept.column("text_bytes")
+        sums["text_bytes"] = int(pc.sum(nbytes).as_py() or 0)
+        for key in ("lang", "domain"):
+            if key in kept.column_names:
+                g = pa.table({"g": kept.column(key).fill_null("unknown"), "n": nbytes}).group_by("g").aggregate([("n", "sum")])
+                sums[f"bytes_by_{key}"] = dict(zip(g.column("g").to_pylist(), (int(v) for v in g.column("n_sum").to_pylist())))
+    if "lang" in kept.column_names and lengths.size:
+        langs = np.asarray(kept.column("lang").fill_null("unknown").to_pylist(), dtype=object)
+        counts["split_by_lang"] = {str(l): int(n) for l, n in zip(*np.unique(langs[split], return_counts=True))}
+    return {"hist": {"window_fill": shard_io.Histogram.of(fill, "unit50").to_json()}, "counts": counts, "sums": sums}
 
 
 def pack_manifest(config: PackConfig, info: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
