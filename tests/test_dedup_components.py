@@ -208,3 +208,10 @@ def test_radix_argsort_is_the_stable_argsort() -> None:
             assert np.array_equal(cc._radix_argsort(keys), np.argsort(keys, kind="stable")), (n, hi)
             k, v = cc._radix_sort_kv(keys, np.arange(n, dtype=np.int64))
             assert np.array_equal(v, np.argsort(keys, kind="stable")) and np.array_equal(k, np.sort(keys))
+        # document keys (shard << 32 | row) take the packed code: (shard - min) * rows + row
+        for shards, rows in ((1, 10), (7, 3000), (2**20, 2**31), (3, 2**32 - 1)):
+            keys = ((rng.integers(0, shards, n) + 5) << 32) | rng.integers(0, rows, n)
+            keys[:min(n, 2)] = (5 << 32) | (rows - 1)
+            assert np.array_equal(cc._radix_argsort(keys), np.argsort(keys, kind="stable")), (n, shards, rows)
+            k, v = cc._radix_sort_kv(keys, np.arange(n, dtype=np.int64))
+            assert np.array_equal(v, np.argsort(keys, kind="stable")) and np.array_equal(k, np.sort(keys))

@@ -38,6 +38,58 @@ _SMALL = 64
 
 
 @njit(cache=True, nogil=True)
+def _key_code(keys: np.ndarray) -> tuple[bool, np.uint64, np.int64, np.int64, np.uint64]:
+    """An order-preserving map of `keys` onto 0..span: ``key - min`` in general, and for
+    non-negative (shard << 32 | row) keys ``(shard - min shard) * (max row + 1) + row``, which
+    spans far fewer bits (100 shards of 20,000 rows: 21 bits instead of 39), so fewer radix
+    passes. Returns (packed?, min key, min shard, rows, span)."""
+    lo = keys[0]
+    hi = keys[0]
+    hmin = keys[0] >> 32
+    hmax = hmin
+    rmax = np.int64(0)
+    for i in range(len(keys)):
+        x = keys[i]
+        if x < lo:
+            lo = x
+        if x > hi:
+            hi = x
+        h = x >> 32
+        if h < hmin:
+            hmin = h
+        if h > hmax:
+            hmax = h
+        r = x & 0xFFFFFFFF
+        if r > rmax:
+            rmax = r
+    span = np.uint64(hi) - np.uint64(lo)
+    rows = rmax + 1
+    if lo >= 0 and hmax - hmin < (np.int64(1) << 30):
+        packed = np.uint64(hmax - hmin) * np.uint64(rows) + np.uint64(rmax)
+        if packed < span:
+            return True, np.uint64(lo), hmin, rows, packed
+    return False, np.uint64(lo), hmin, rows, span
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _encode(x: np.int64, packed: bool, ulo: np.uint64, hmin: np.int64, rows: np.int64) -> np.uint64:
+    if packed:
+        return np.uint64((x >> 32) - hmin) * np.uint64(rows) + np.uint64(x & 0xFFFFFFFF)
+    return np.uint64(x) - ulo
+
+
+@njit(cache=True, nogil=True)
+def _radix_plan(span: np.uint64) -> tuple[int, int]:
+    """(passes, digit width) for codes up to `span`."""
+    bits = 0
+    while bits < 64 and (span >> np.uint64(bits)) != 0:
+        bits += 1
+    passes = (bits + _RADIX_BITS - 1) // _RADIX_BITS
+    width = (bits + passes - 1) // passes if passes else 1
+    return passes, width
+
+
+@njit(cache=True, nogil=True)
 def _radix_argsort(keys: np.ndarray) -> np.ndarray:
     """The permutation ``np.argsort(keys, kind="stable")`` returns, by LSD radix sort."""
     n = len(keys)
@@ -53,29 +105,16 @@ def _radix_argsort(keys: np.ndarray) -> np.ndarray:
                 j -= 1
             perm[j + 1] = p
         return perm
-    lo = keys[0]
-    hi = keys[0]
-    for i in range(n):
-        x = keys[i]
-        if x < lo:
-            lo = x
-        if x > hi:
-            hi = x
-    span = np.uint64(hi) - np.uint64(lo)
+    packed, ulo, hmin, rows, span = _key_code(keys)
     if span == 0:
         return perm
-    bits = 0
-    while bits < 64 and (span >> np.uint64(bits)) != 0:
-        bits += 1
-    passes = (bits + _RADIX_BITS - 1) // _RADIX_BITS
-    width = (bits + passes - 1) // passes
+    passes, width = _radix_plan(span)
     nb = 1 << width
     dmask = np.uint64(nb - 1)
-    ulo = np.uint64(lo)
     hist = np.zeros((passes, nb), np.int64)
     k1 = np.empty(n, np.uint64)
     for i in range(n):
-        x = np.uint64(keys[i]) - ulo
+        x = _encode(keys[i], packed, ulo, hmin, rows)
         k1[i] = x
         for p in range(passes):
             hist[p, np.int64((x >> np.uint64(p * width)) & dmask)] += 1
@@ -103,15 +142,14 @@ def _radix_argsort(keys: np.ndarray) -> np.ndarray:
     return perm
 
 
-
 @njit(cache=True, nogil=True)
 def _radix_sort_kv(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(keys, vals) reordered by the stable sort of `keys` (copies): the rows
     ``np.argsort(keys, kind="stable")`` gives, moved with their payload instead of gathered."""
     n = len(keys)
-    k1 = keys.copy()
-    v1 = vals.copy()
     if n < _SMALL:
+        k1 = keys.copy()
+        v1 = vals.copy()
         for i in range(1, n):
             k = k1[i]
             x = v1[i]
@@ -123,36 +161,26 @@ def _radix_sort_kv(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.n
             k1[j + 1] = k
             v1[j + 1] = x
         return k1, v1
-    lo = keys[0]
-    hi = keys[0]
-    for i in range(n):
-        x = keys[i]
-        if x < lo:
-            lo = x
-        if x > hi:
-            hi = x
-    span = np.uint64(hi) - np.uint64(lo)
+    packed, ulo, hmin, rows, span = _key_code(keys)
     if span == 0:
-        return k1, v1
-    bits = 0
-    while bits < 64 and (span >> np.uint64(bits)) != 0:
-        bits += 1
-    passes = (bits + _RADIX_BITS - 1) // _RADIX_BITS
-    width = (bits + passes - 1) // passes
+        return keys.copy(), vals.copy()
+    passes, width = _radix_plan(span)
     nb = 1 << width
     dmask = np.uint64(nb - 1)
-    ulo = np.uint64(lo)
     hist = np.zeros((passes, nb), np.int64)
+    c1 = np.empty(n, np.uint64)  # the codes travel with the payload; keys are decoded at the end
     for i in range(n):
-        x = np.uint64(keys[i]) - ulo
+        x = _encode(keys[i], packed, ulo, hmin, rows)
+        c1[i] = x
         for p in range(passes):
             hist[p, np.int64((x >> np.uint64(p * width)) & dmask)] += 1
-    k2 = np.empty(n, np.int64)
+    v1 = vals.copy()
+    c2 = np.empty(n, np.uint64)
     v2 = np.empty(n, np.int64)
     for p in range(passes):
         h = hist[p]
         shift = np.uint64(p * width)
-        if h[np.int64(((np.uint64(k1[0]) - ulo) >> shift) & dmask)] == n:
+        if h[np.int64((c1[0] >> shift) & dmask)] == n:
             continue  # every key has the same digit here
         total = 0
         for d in range(nb):
@@ -160,15 +188,24 @@ def _radix_sort_kv(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.n
             h[d] = total
             total += c
         for i in range(n):
-            x = k1[i]
-            d = np.int64(((np.uint64(x) - ulo) >> shift) & dmask)
+            x = c1[i]
+            d = np.int64((x >> shift) & dmask)
             o = h[d]
             h[d] = o + 1
-            k2[o] = x
+            c2[o] = x
             v2[o] = v1[i]
-        k1, k2 = k2, k1
+        c1, c2 = c2, c1
         v1, v2 = v2, v1
+    k1 = np.empty(n, np.int64)
+    urows = np.uint64(rows)
+    for i in range(n):
+        x = c1[i]
+        if packed:
+            k1[i] = ((np.int64(x // urows) + hmin) << 32) | np.int64(x % urows)
+        else:
+            k1[i] = np.int64(x + ulo)
     return k1, v1
+
 
 @njit(cache=True, nogil=True)
 def _hash_partition(nodes: np.ndarray, num_parts: np.uint64) -> np.ndarray:
