@@ -118,10 +118,20 @@ class RayRuntime(Runtime):
             self._cpus_at = now
         return self._cpus
 
+    def largest_node_cpus(self) -> int:
+        """CPUs of the largest alive node now (at least 1): the most one task can be given."""
+        import ray
+
+        cpus = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+        return max(1, int(max(cpus, default=0)))
+
     @property
     def workers(self) -> int:  # type: ignore[override]
-        """The `workers` cap when one was given, else the cluster's CPUs now (not at start-up)."""
-        return self.cap or self.cluster_cpus()
+        """How many CPUs one task may ask for (the tokenizer trainer's threads): the CPUs of the
+        largest node now, no more than the `workers` cap. Not the cluster's total: a task asking
+        for more CPUs than any one node has would wait forever."""
+        largest = self.largest_node_cpus()
+        return min(self.cap, largest) if self.cap else largest
 
     def _window(self) -> int:
         return self.cap or max(MIN_IN_FLIGHT, 2 * self.cluster_cpus())

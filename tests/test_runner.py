@@ -178,3 +178,22 @@ def test_stage_errors_name_the_shard_and_dead_workers_are_retried(ray_local, tmp
     m = run_stage(FailsOnShardOne(marker), [str(src)], tmp_path / "out", RayRuntime(workers=2))
     assert Path(marker).read_text() == "crashed once"  # shard 2's worker died once and was retried
     assert m["input"] == m["kept"] == 8
+
+
+def test_workers_is_what_one_task_can_get_and_the_window_follows_the_cluster(ray_local) -> None:
+    """`workers` (the CPUs a stage may ask for in one task) never exceeds the largest node, even
+    with a larger cap; without a cap, tasks in flight follow the cluster's CPUs now (at least
+    MIN_IN_FLIGHT), with a cap they are the cap."""
+    from winnow.pipeline.runner import MIN_IN_FLIGHT
+
+    cpus = int(ray_local.cluster_resources()["CPU"])
+    assert RayRuntime(workers=cpus + 6, show_progress=False).workers == cpus
+    assert RayRuntime(workers=1, show_progress=False).workers == 1
+    free = RayRuntime(show_progress=False)
+    assert free.workers == cpus
+    assert free._window() == max(MIN_IN_FLIGHT, 2 * cpus)
+    assert RayRuntime(workers=3, show_progress=False)._window() == 3
+    # every result comes back in order, with more tasks than CPUs and than a small cap
+    capped = RayRuntime(workers=2, show_progress=False)
+    assert capped.map_tasks(pow, [(i, 2) for i in range(9)], desc="squares") == [i * i for i in range(9)]
+    assert sum(capped.tasks_by_node.values()) == 9
