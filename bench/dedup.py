@@ -33,7 +33,8 @@ What it measures, and what each side includes:
 The last line is ``RESULT sig_vs_datatrove_split=… cc_dist_vs_datatrove=… sig_vs_datatrove=… …``.
 
 Run: ``.venv/bin/python bench/dedup.py`` from the repo root (about 3-5 minutes on 2 cores;
-``--quick`` for a smoke run, ``--quality`` +3-4 minutes, ``--scale`` ~10-20 more minutes).
+``--quick`` for a smoke run, ``--quality`` +3-4 minutes, ``--scale`` ~10-20 more minutes;
+``--only-components`` for the components comparison alone, with its own RESULT line).
 """
 
 from __future__ import annotations
