@@ -47,6 +47,7 @@ from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_
 from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 from datatrove.utils.word_tokenizers import load_word_tokenizer
+from numba import njit
 
 from winnow.filters.wordsplit import word_tokenizer
 
@@ -315,93 +316,150 @@ def _gopher_quality(f: GopherQualityFilter, doc: _Doc) -> str | None:
 
 def _top_ngram_chars(doc: _Doc, n: int) -> int | None:
     """``find_top_duplicate(get_n_grams(words, n))`` (None: no n-grams): characters of the most
-    frequent " "-joined n-gram times its count, ties to the first seen, counted on word ids."""
+    frequent " "-joined n-gram times its count, ties to the first seen. Counted on word ids (the
+    same thing while no word holds a space; else datatrove's function runs)."""
     words = doc.words
     m = len(words) - n + 1
     if m <= 0:
         return None
-    ids, vocab, lens = doc.word_ids()
-    if vocab ** n >= 2 ** 62 or doc.has_space_in_word():
+    if doc.has_space_in_word():
         return find_top_duplicate(get_n_grams(words, n))
-    keys = ids[:m].copy()
-    for j in range(1, n):
-        keys = keys * vocab + ids[j:j + m]
-    uniq, counts = np.unique(keys, return_counts=True)
-    top = int(counts.max())
-    if top == 1:
-        return int(lens[:n].sum()) + n - 1  # every n-gram once: the first one, count 1
-    tied = uniq[counts == top]
-    # Counter.most_common(1) returns the first n-gram seen among those with the top count
-    i = int(np.argmax(keys == tied[0])) if len(tied) == 1 else int(np.argmax(np.isin(keys, tied)))
-    return (int(lens[i:i + n].sum()) + n - 1) * top
+    ids, _, lens = doc.word_ids()
+    return int(_top_ngram_kernel(ids, lens, n, _HASH_MASK))
 
 
-class _NgramHasher:
-    """Polynomial hashes (mod 2**64, wrapping uint64 arithmetic) of substrings of one string,
-    independent of the position: equal substrings always get equal keys. Unequal ones may too
-    (rarely); callers verify every match on the strings themselves."""
+#: ANDed into every n-gram hash; tests set it to 0 to make every n-gram collide with every other
+_HASH_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
-    BASE = 0x9E3779B97F4A7C15  # odd, so invertible mod 2**64
-    _pow = np.ones(1, dtype=np.uint64)
-    _ipow = np.ones(1, dtype=np.uint64)
 
-    @classmethod
-    def _powers(cls, length: int) -> None:
-        for name, b in (("_pow", cls.BASE), ("_ipow", pow(cls.BASE, -1, 2 ** 64))):
-            arr = getattr(cls, name)
-            while len(arr) < length:
-                arr = np.concatenate([arr, arr * np.uint64(pow(b, len(arr), 2 ** 64))])
-            setattr(cls, name, arr)
+@njit(cache=True)
+def _mix64(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
 
-    def __init__(self, s: str):
-        cp = np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-        self._powers(len(cp) + 1)
-        self.prefix = np.zeros(len(cp) + 1, dtype=np.uint64)
-        np.cumsum(cp * self._pow[:len(cp)], out=self.prefix[1:])
 
-    def hashes(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """One key per substring ``s[start:end]``."""
-        return (self.prefix[ends] - self.prefix[starts]) * self._ipow[starts]
+@njit(cache=True)
+def _table_size(m):
+    size = 16
+    while size < 2 * m:
+        size *= 2
+    return size
+
+
+@njit(cache=True)
+def _top_ngram_kernel(ids, lens, n, hash_mask):
+    """Counter of the n-grams of word ids (hash table, ids compared on every probe); the count of
+    the most frequent, ties to the first seen (Counter.most_common(1)); its " "-joined length
+    times its count."""
+    m = len(ids) - n + 1
+    size = _table_size(m)
+    mask = size - 1
+    slot_pos = np.full(size, -1, dtype=np.int64)
+    slot_count = np.zeros(size, dtype=np.int64)
+    slot_hash = np.zeros(size, dtype=np.uint64)
+    best_count = 0
+    best_pos = 0
+    c = 0
+    p_first = 0
+    for i in range(m):
+        h = np.uint64(0)
+        for j in range(n):
+            h = h * np.uint64(0x100000001B3) + np.uint64(ids[i + j] + 1)
+        h &= hash_mask
+        s = np.int64(_mix64(h) & np.uint64(mask))
+        while True:
+            p = slot_pos[s]
+            if p == -1:
+                slot_pos[s] = i
+                slot_hash[s] = h
+                slot_count[s] = 1
+                c = 1
+                break
+            if slot_hash[s] == h:
+                same = True
+                for j in range(n):
+                    if ids[p + j] != ids[i + j]:
+                        same = False
+                        break
+                if same:
+                    slot_count[s] += 1
+                    c = slot_count[s]
+                    p_first = p
+                    break
+            s = (s + 1) & mask
+        first = i if c == 1 else p_first
+        # most_common(1) = max over the Counter in first-seen order: a higher count wins, a tie
+        # goes to the n-gram seen first
+        if c > best_count or (c == best_count and first < best_pos):
+            best_count = c
+            best_pos = first
+    chars = n - 1
+    for j in range(n):
+        chars += lens[best_pos + j]
+    return chars * best_count
+
+
+@njit(cache=True)
+def _dup_ngram_kernel(cp, off, n, hash_mask):
+    """datatrove's ``find_all_duplicate`` on the ""-joined n-grams (code points ``cp``, word
+    boundaries ``off``): left to right, an n-gram already in the set adds its characters and the
+    scan jumps n words, else it joins the set. The set is a hash table whose every probe compares
+    the code points, so it holds exactly datatrove's strings."""
+    m = len(off) - n
+    if m <= 0:
+        return 0
+    size = _table_size(m)
+    mask = size - 1
+    slot_pos = np.full(size, -1, dtype=np.int64)
+    slot_hash = np.zeros(size, dtype=np.uint64)
+    repeated = 0
+    idx = 0
+    while idx < m:
+        a = off[idx]
+        b = off[idx + n]
+        h = np.uint64(b - a)
+        for j in range(a, b):
+            h = h * np.uint64(0x100000001B3) + np.uint64(cp[j])
+        h &= hash_mask
+        s = np.int64(_mix64(h) & np.uint64(mask))
+        found = False
+        while True:
+            p = slot_pos[s]
+            if p == -1:
+                break
+            if slot_hash[s] == h and off[p + n] - off[p] == b - a:
+                same = True
+                q = off[p]
+                for j in range(b - a):
+                    if cp[q + j] != cp[a + j]:
+                        same = False
+                        break
+                if same:
+                    found = True
+                    break
+            s = (s + 1) & mask
+        if found:
+            repeated += b - a
+            idx += n
+        else:
+            slot_pos[s] = idx
+            slot_hash[s] = h
+            idx += 1
+    return repeated
 
 
 def _all_duplicate_chars(doc: _Doc, n: int, state: dict) -> int:
-    """``find_all_duplicate(words, n)``: scan the ""-joined n-grams left to right; one seen before
-    adds its characters and jumps n words ahead. Same result from hashes of the joined string: only
-    n-grams whose hash occurs more than once are visited one by one, and every hash match is checked
-    on the strings (a collision falls back to datatrove's loop)."""
-    words = doc.words
-    m = len(words) - n + 1
-    if m <= 0:
+    """``find_all_duplicate(words, n)`` (see :func:`_dup_ngram_kernel`)."""
+    if len(doc.words) - n + 1 <= 0:
         return 0
-    if "hasher" not in state:
-        offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    if "cp" not in state:
+        offsets = np.zeros(len(doc.words) + 1, dtype=np.int64)
         np.cumsum(doc.word_ids()[2], out=offsets[1:])
-        state.update(offsets=offsets, off=offsets.tolist(), hasher=_NgramHasher(doc.joined))
-    joined, off, offsets = doc.joined, state["off"], state["offsets"]
-    keys_arr = state["hasher"].hashes(offsets[:m], offsets[n:n + m])
-    srt = np.sort(keys_arr)
-    again = srt[1:] == srt[:-1]
-    if not again.any():
-        return 0  # no n-gram occurs twice
-    events = np.flatnonzero(np.isin(keys_arr, srt[1:][again])).tolist()
-    keys = keys_arr.tolist()
-    first: dict[int, int] = {}
-    for p in events:  # verify: every repeat equals the first n-gram with its hash
-        f0 = first.setdefault(keys[p], p)
-        if f0 != p and joined[off[p]:off[p + n]] != joined[off[f0]:off[f0 + n]]:
-            return find_all_duplicate(words, n)  # a hash collision: datatrove's own loop
-    # n-grams that occur once are never counted and never change where the scan jumps
-    repeated, skip_until, seen = 0, 0, set()
-    for p in events:
-        if p < skip_until:
-            continue
-        k = keys[p]
-        if k in seen:
-            repeated += off[p + n] - off[p]
-            skip_until = p + n
-        else:
-            seen.add(k)
-    return repeated
+        state["off"] = offsets
+        state["cp"] = np.frombuffer(doc.joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return int(_dup_ngram_kernel(state["cp"], state["off"], n, _HASH_MASK))
 
 
 def _gopher_repetition(f: GopherRepetitionFilter, doc: _Doc) -> str | None:
