@@ -76,7 +76,8 @@ def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.n
         raise ValueError("one partition per row")
     if len(parts) and (parts.min() < 0 or parts.max() >= num_parts):
         raise ValueError("partition out of range")
-    order = np.argsort(parts, kind="stable")
+    # numpy's stable sort is a radix sort for 16-bit keys: the same permutation, several times faster
+    order = np.argsort(parts.astype(np.uint16) if num_parts <= 65536 else parts, kind="stable")
     counts = np.bincount(parts, minlength=num_parts)
     table = table.take(pa.array(order)) if table.num_rows else table
     bounds = np.concatenate([[0], np.cumsum(counts)])
