@@ -156,12 +156,15 @@ class QualityFilter:
         return built
 
     def load(self) -> None:
-        """Load what the first document of a language would otherwise load (jieba's dictionary,
-        ~1-2 s): call once per worker, so that cost is not charged to a document."""
+        """Load what the first document would otherwise load (jieba's dictionary and its table,
+        the compiled n-gram kernels; ~1-3 s): call once per worker, so no document pays for it."""
         for lang in self.rules:
             load = getattr(word_tokenizer(lang), "load", None)
             if load is not None and any(v is not None for v in self.rules[lang].values()):
                 load()
+        doc = _Doc("warm up the compiled n-gram counts", word_tokenizer("en"))
+        _top_ngram_chars(doc, 2)
+        _all_duplicate_chars(doc, 2, {})
 
     def check(self, text: str, lang: str) -> QualityResult:
         """Run the rules of `lang` on `text` in order; stop at the first failure.
