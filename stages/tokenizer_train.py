@@ -53,7 +53,9 @@ class TokenizerConfig(StageConfig):
     learned_vocab_size: int | None = Field(None, description="learned BPE entries incl. the 256 bytes "
                                                              "(default: 100,000/102,400 of vocab_size)")
     min_frequency: int = Field(2, ge=0, description="a pair must occur this often to be merged")
-    sample_bytes: int = Field(2_000_000_000, gt=0, description="UTF-8 bytes of text to train on (all if the data is smaller)")
+    # 1 GB: the largest sample whose projected training peak RSS fits a 24 GiB machine (the
+    # sample-size study in docs/tokenizer.md: ~2.45 GiB per million unique pre-tokens)
+    sample_bytes: int = Field(1_000_000_000, gt=0, description="UTF-8 bytes of text to train on (all if the data is smaller)")
     group_by: list[str] = Field(default_factory=lambda: ["lang", "domain"],
                                 description="columns whose values form the sampling groups (those present)")
     weights: dict[str, float] | None = Field(None, description="group -> share of the sample; default: "
