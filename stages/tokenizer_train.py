@@ -290,7 +290,8 @@ class TokenizerStage(Stage):
         tokenizer_file = Path(out_dir) / "tokenizer.json"
         data = shard_io.ShardFile(path="tokenizer.json", rows=trained["vocab_size"],
                                   bytes=tokenizer_file.stat().st_size, sha256=trained["files"]["tokenizer.json"]["sha256"])
-        rejected = shard_io.write_parquet_atomic(shard_io.empty_rejected(), Path(out_dir) / shard_io.REJECTED_DIR / f"{RECORD_NAME}.parquet",
+        rejected_table = shard_io.empty_rejected()
+        rejected = shard_io.write_parquet_atomic(rejected_table, Path(out_dir) / shard_io.REJECTED_DIR / f"{RECORD_NAME}.parquet",
                                                  relative_to=out_dir)
         manifest = {
             "stage": self.name, "config_hash": self.config_hash(), "config": cfg.model_dump(mode="json"),
@@ -311,45 +312,20 @@ class TokenizerStage(Stage):
                   "input": docs_read, "kept": docs_read, "rejected": 0, "reasons": {},
                   "counters": {"sample_docs": trained["sample_docs"], "sample_bytes": trained["sample_bytes"],
                                "vocab_size": trained["vocab_size"], "learned_vocab_size": trained["learned_vocab_size"]},
-                  "data": data.to_json(), "rejected_file": rejected.to_json()}
+                  "data": data.to_json(), "rejected_file": rejected.to_json(),
+                  "stats": shard_io.record_stats(str(out_dir), pa.table({"id": pa.array([], pa.string())}), rejected_table,
+                                                 sample_stats(manifest["sample"]["groups"], trained))}
         shard_io.write_json_atomic(record, Path(out_dir) / shard_io.PROGRESS_DIR / f"{RECORD_NAME}.json")
         return [record]
 
 
-def train_main(argv: Sequence[str]) -> int:
-    """`winnow tokenizer train --in DIR... --out DIR [--vocab-size N] [--sample-bytes N]`: the
-    stage run through the runner (the same as `winnow tokenizer --in ... --out ...`)."""
-    import sys
+def sample_stats(groups: dict[str, dict[str, Any]], trained: dict[str, Any]) -> dict[str, Any]:
+    """stats.json of the tokenizer stage: per sampling group the bytes and documents available
+    and sampled (what the trainer saw, against what the input offered), and the vocabulary."""
+    return {"sums": {"available_bytes_by_group": {g: int(v.get("available_bytes", 0)) for g, v in groups.items()},
+                     "sample_bytes_by_group": {g: int(v.get("bytes", 0)) for g, v in groups.items()}},
+            "counts": {"available_docs_by_group": {g: int(v.get("available_docs", 0)) for g, v in groups.items()},
+                       "sample_docs_by_group": {g: int(v.get("docs", 0)) for g, v in groups.items()},
+                       "vocabulary": {"learned": int(trained["learned_vocab_size"]),
+                                      "special and reserved": int(trained["vocab_size"] - trained["learned_vocab_size"])}}}
 
-    import yaml
-
-    from winnow.pipeline.runner import RayRuntime, run_stage
-    from winnow.pipeline.shards import AccountingError, NotAStageOutput
-
-    ap = argparse.ArgumentParser(prog="winnow tokenizer train", description=TokenizerStage.__doc__)
-    ap.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="DIR", help="stage output directories")
-    ap.add_argument("--out", required=True, metavar="DIR", help="the tokenizer directory to write")
-    ap.add_argument("--config", default=None, metavar="YAML", help="a pipeline config (its `tokenizer:` section) or a bare section")
-    ap.add_argument("--workers", type=int, default=None, help="concurrent Ray workers (default: all CPUs)")
-    ap.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    TokenizerStage.add_cli_arguments(ap)
-    args = ap.parse_args(list(argv))
-    try:
-        section: dict[str, Any] = {}
-        if args.config:
-            raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-            section = dict(raw.get("tokenizer") or {}) if ("stages" in raw or "tokenizer" in raw) else dict(raw)
-        section.update(TokenizerStage.cli_overrides(args))
-        stage = TokenizerStage(section)
-        manifest = run_stage(stage, args.inputs, Path(args.out), RayRuntime(workers=args.workers, address=args.address))
-    except (ValueError, FileNotFoundError, NotAStageOutput) as exc:
-        print(f"winnow tokenizer train: error: {exc}", file=sys.stderr)
-        return 2
-    except AccountingError as exc:
-        print(f"winnow tokenizer train: accounting error: {exc}", file=sys.stderr)
-        return 3
-    c = manifest["counters"]
-    print(f"tokenizer: {c['vocab_size']:,} entries ({c['learned_vocab_size']:,} learned) from {c['sample_docs']:,} of "
-          f"{manifest['input']:,} documents, {c['sample_bytes'] / 1e6:,.1f} MB -> {Path(args.out) / 'tokenizer.json'}",
-          flush=True)
-    return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Literal
@@ -99,6 +100,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    # A writer of the same path killed earlier (a retried Ray task) left its temp file: one writer
+    # per path at a time, so any other `.NAME.XXXXXXXX.tmp` beside it is such a leftover.
+    leftover = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp$")
+    for other in path.parent.iterdir():
+        if leftover.match(other.name):
+            other.unlink(missing_ok=True)
 
 
 def _json_bytes(obj: object) -> bytes:
