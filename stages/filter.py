@@ -50,6 +50,9 @@ ADDED_COLUMNS = pa.schema([
 ])
 
 
+#: `_screen`'s verdict for a document whose language has a perplexity model: scored in a batch next.
+PPL_PENDING = "\0ppl"
+
 class FilterErrorRate(StageCheckFailed):
     """Filters raised on more documents than `max_error_share` allows: a bug, not bad data."""
 
@@ -241,21 +244,51 @@ class FilterStage(ShardMapStage):
 
         errors = 0
         first_error = ""
+        verdicts: list[tuple[str | None, tuple | None]] = []
+        pending: dict[str, list[tuple[int, Any, int | None]]] = {}  # lang -> documents awaiting perplexity
         for i, text in enumerate(texts):
             try:
-                reason, values = self._judge(text, count)
+                reason, values = self._screen(text, count)
             except Exception as exc:  # one odd document must not fail the shard
                 reason, values = "error", None
                 count(f"error_{type(exc).__name__}")
                 errors += 1
                 first_error = first_error or f"{type(exc).__name__}: {exc} (document {ids[i]})"
+            if reason == PPL_PENDING:
+                pred, n_words = values
+                pending.setdefault(pred.lang, []).append((i, pred, n_words))
+            verdicts.append((reason, values))
+        # Perplexity per language in one batch call (kernel over the batch, then KenLM: the same
+        # floats as one document at a time, faster: bench/filters.py). Should the batch raise,
+        # each document is scored alone so an error is counted against that document only.
+        for lang in sorted(pending):
+            docs = pending[lang]
+            lm = self._models.lms[lang]
+            try:
+                ppls: list[Any] = lm.perplexities([texts[i] for i, _, _ in docs])
+            except Exception:  # noqa: BLE001 - per document below
+                ppls = [None] * len(docs)
+                for k, (i, _, _) in enumerate(docs):
+                    try:
+                        ppls[k] = lm.perplexity(texts[i])
+                    except Exception as exc:  # one odd document must not fail the shard
+                        ppls[k] = exc
+            for (i, pred, n_words), ppl in zip(docs, ppls):
+                if isinstance(ppl, Exception):
+                    count(f"error_{type(ppl).__name__}")
+                    errors += 1
+                    first_error = first_error or f"{type(ppl).__name__}: {ppl} (document {ids[i]})"
+                    verdicts[i] = ("error", None)
+                else:
+                    verdicts[i] = self._bucket(pred, n_words, ppl, count)
+        for i, (reason, values) in enumerate(verdicts):
             if reason is None:
                 kept_idx.append(i)
                 for name, value in zip(ADDED_COLUMNS.names, values):
                     added[name].append(value)
             else:
                 rejected.append({"id": ids[i], "url": urls[i], "reason": f"filter:{reason}",
-                                 "text": text if keep_text else None})
+                                 "text": texts[i] if keep_text else None})
         if table.num_rows >= MIN_DOCS_FOR_SHARD_CHECK and errors > self.config.max_error_share * table.num_rows:
             raise FilterErrorRate(f"filters raised on {errors} of {table.num_rows} documents (more than "
                                   f"max_error_share={self.config.max_error_share}); first: {first_error}")
@@ -282,7 +315,17 @@ class FilterStage(ShardMapStage):
                                   f"will be redone on the next run")
 
     def _judge(self, text: str | None, count) -> tuple[str | None, tuple | None]:
-        """(reason, None) for a rejection, or (None, added column values) for a kept document."""
+        """(reason, None) for a rejection, or (None, added column values) for a kept document:
+        one document through every step (`filter_table` batches the perplexity step)."""
+        reason, values = self._screen(text, count)
+        if reason != PPL_PENDING:
+            return reason, values
+        pred, n_words = values
+        return self._bucket(pred, n_words, self._models.lms[pred.lang].perplexity(text), count)
+
+    def _screen(self, text: str | None, count) -> tuple[str | None, Any]:
+        """Every step before perplexity: (reason, None) for a rejection, (PPL_PENDING, (pred,
+        n_words)) when the language has a perplexity model, else the final verdict."""
         m = self._models
         assert m is not None
         if text is None or not text.strip():
@@ -300,20 +343,22 @@ class FilterStage(ShardMapStage):
             if q.reason:
                 return q.reason, None
             n_words = q.n_words
-        lm = m.lms.get(pred.lang)
-        ppl = None
-        if lm is None:
-            count("ppl_no_model")
-        else:
-            ppl = lm.perplexity(text)
-            if ppl is None:
-                return "ppl_no_text", None
+        if pred.lang in m.lms:
+            return PPL_PENDING, (pred, n_words)
+        count("ppl_no_model")
+        return self._bucket(pred, n_words, None, count, scored=False)
+
+    def _bucket(self, pred: Any, n_words: int | None, ppl: float | None, count, scored: bool = True) -> tuple[str | None, tuple | None]:
+        """The perplexity bucket's verdict for a document that passed every earlier step."""
+        m = self._models
+        assert m is not None
+        if scored and ppl is None:
+            return "ppl_no_text", None
         bucket = m.cutoffs.bucket(pred.lang, ppl)
         count(f"bucket_{bucket}")
         if bucket not in m.keep_buckets:
             return "ppl_bucket", None
         return None, (pred.lang, pred.score, n_words, ppl, bucket)
-
 
 def _file_identity(path: str | None) -> str:
     """size + sha256 prefix of a (small) model or cutoff file; the bundled lid.176 when None."""

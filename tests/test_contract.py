@@ -487,14 +487,14 @@ def test_filter_error_share_fails_the_stage(tmp_path: Path) -> None:
 
     def stage_raising_on(every: int) -> FilterStage:
         st = FilterStage()
-        st._models = object()  # no models needed: _judge is replaced
+        st._models = object()  # no models needed: the per-document steps are replaced
 
         def judge(text, count):
             if int(text.split()[1]) % every == 0:
                 raise KeyError("a bug")
             return None, ("en", 0.9, 2, None, "all")
 
-        st._judge = judge  # type: ignore[method-assign]
+        st._screen = judge  # type: ignore[method-assign]
         return st
 
     with pytest.raises(FilterErrorRate, match=r"raised on 20 of 400 documents .*KeyError"):

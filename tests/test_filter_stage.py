@@ -276,3 +276,46 @@ def test_one_pass_rules_leave_every_output_unchanged(models: dict[str, Path], sh
         assert a.counters == b.counters
     reasons = collections.Counter(r for o in new for r in o.rejected.column("reason").to_pylist())
     assert sum(v for k, v in reasons.items() if k.startswith(("filter:gopher", "filter:fineweb", "filter:c4"))) >= 100
+
+
+def test_batched_perplexity_equals_one_document_at_a_time(models: dict[str, Path], shards: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """filter_table scores perplexity per language in one `perplexities` call; the verdicts,
+    added columns and counters equal `_judge` run document by document, and a batch that raises
+    falls back to scoring each document alone (an error counted against that document only)."""
+    from winnow.filters.perplexity import PerplexityModel
+
+    table = pq.read_table(shards / "part-00001.parquet")
+    stage = FilterStage(_config(models))
+    out = stage.filter_table(table)
+    counters: dict[str, int] = {}
+
+    def count(key: str) -> None:
+        counters[key] = counters.get(key, 0) + 1
+
+    one_by_one = [stage._judge(t, count) for t in table.column("text").to_pylist()]
+    assert out.kept.column("id").to_pylist() == [table.column("id")[i].as_py() for i, (r, _) in enumerate(one_by_one) if r is None]
+    assert out.kept.column("ppl").to_pylist() == [v[3] for r, v in one_by_one if r is None]
+    assert out.rejected.column("reason").to_pylist() == [f"filter:{r}" for r, _ in one_by_one if r is not None]
+    assert out.counters == dict(sorted(counters.items()))
+    assert any(v[3] is not None for r, v in one_by_one if r is None)  # perplexity was really scored
+
+    real = PerplexityModel.perplexity
+
+    def batch_fails(self, texts):
+        raise RuntimeError("batch")
+
+    scored = out.kept.column("text")[0].as_py()  # a document that reaches the perplexity step
+
+    def one_fails(self, text):
+        if text == scored:
+            raise ValueError("this document")
+        return real(self, text)
+
+    monkeypatch.setattr(PerplexityModel, "perplexities", batch_fails)
+    assert FilterStage(_config(models)).filter_table(table).kept.equals(out.kept)   # fallback: same output
+    monkeypatch.setattr(PerplexityModel, "perplexity", one_fails)
+    flaky = FilterStage(_config(models, max_error_share=1.0)).filter_table(table)
+    assert flaky.counters["error_ValueError"] == 1
+    assert flaky.rejected.column("reason").to_pylist().count("filter:error") == 1
+    assert flaky.kept.num_rows == out.kept.num_rows - 1
