@@ -17,7 +17,7 @@ log = logging.getLogger("winnow")
 
 
 def _common_ray_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="concurrent Ray workers (default: all CPUs)")
+    p.add_argument("--workers", type=int, default=None, help="cap on Ray tasks in flight (default: none; one task per shard, placed by Ray as nodes join)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (default: $RAY_ADDRESS, else start a local Ray)")
 
@@ -35,7 +35,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from winnow.pipeline.runner import RayRuntime, run_stage
 
     cfg = load_config(args.config, overrides={"output": args.out})
-    out_root = Path(cfg.output).absolute()  # where winnow was started, before any worker sees it
+    from winnow.stages.remote_io import is_url, join
+
+    # where winnow was started, before any worker sees it; an object-store URL stays as it is
+    out_root: Any = cfg.output if is_url(str(cfg.output)) else Path(cfg.output).absolute()
     runtime = RayRuntime(workers=args.workers or cfg.ray.workers, address=args.address or cfg.ray.address)
     previous: list[str] | None = None
     artifacts: dict[str, str] = {}  # stage name -> output dir of stages that make a model, not documents
@@ -47,15 +50,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.config}: `inputs` is empty; nothing for stage {name} to read")
         else:
             inputs = previous
-        stage_out = out_root / name
+        stage_out = join(out_root, name) if isinstance(out_root, str) else out_root / name
         manifest = run_stage(stage, inputs, stage_out, runtime)
         print(summarize(manifest, stage_out), flush=True)
         if stage.produces == "documents":
             previous = [str(stage_out)]   # the next stage reads these documents
         else:
             artifacts[name] = str(stage_out)  # e.g. a trained tokenizer, for the pack stage
-    print(f"outputs: {out_root.resolve()}/<stage>/data/  (parquet; remix: Arrow IPC .arrow; pack: Megatron "
-          f".bin/.idx; tokenizer: tokenizer.json in {out_root.resolve()}/tokenizer/; manifest.json, "
+    root = out_root if isinstance(out_root, str) else out_root.resolve()
+    print(f"outputs: {root}/<stage>/data/  (parquet; remix: Arrow IPC .arrow; pack: Megatron "
+          f".bin/.idx; tokenizer: tokenizer.json in {root}/tokenizer/; manifest.json, "
           f"stats.json and rejected/ beside each)", flush=True)
     return 0
 
@@ -92,14 +96,17 @@ def cmd_stage(args: argparse.Namespace) -> int:
     section = deep_merge(_stage_section(args.config, cls.name), cls.cli_overrides(args))
     stage = cls(section)
     inputs = args.inputs
+    from winnow.stages.remote_io import is_url
+
+    out: Any = args.out if is_url(args.out) else Path(args.out)  # Path("s3://b/x") would be "s3:/b/x"
     runtime = RayRuntime(workers=args.workers, address=args.address)
-    manifest = run_stage(stage, inputs, Path(args.out), runtime)
-    print(summarize(manifest, Path(args.out)), flush=True)
+    manifest = run_stage(stage, inputs, out, runtime)
+    print(summarize(manifest, out), flush=True)
     counters = manifest.get("counters", {})
     if stage.produces == "artifact" and "vocab_size" in counters:  # the tokenizer: what was trained, where
         print(f"tokenizer: {counters['vocab_size']:,} entries ({counters['learned_vocab_size']:,} learned) from "
               f"{counters['sample_docs']:,} of {manifest['input']:,} documents, {counters['sample_bytes'] / 1e6:,.1f} MB "
-              f"-> {Path(args.out) / 'tokenizer.json'}", flush=True)
+              f"-> {out}/tokenizer.json", flush=True)
     return 0
 
 

@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 class RayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     address: str | None = Field(None, description="Ray cluster address; null → start a local Ray")
-    workers: int | None = Field(None, ge=1, description="concurrent workers (default: all CPUs Ray sees)")
+    workers: int | None = Field(None, ge=1, description="cap on Ray tasks in flight (default: none; one task per shard, placed by Ray as nodes join)")
 
 
 class PipelineConfig(BaseModel):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
 
 from winnow.pipeline import shards as shard_io
 
@@ -413,3 +414,24 @@ def test_ray_job_on_two_nodes_reads_and_writes_s3(s3: S3, shared_data: Path, own
     objects = s3.keys("out-job/ingest/")
     assert remote_digests(objects) == local_digests(own_tmp / "ingest")
     assert json.loads(objects["manifest.json"]) == shard_io.read_json(own_tmp / "ingest/manifest.json")
+
+
+@pytest.mark.slow
+def test_the_cli_writes_a_stage_to_s3(s3: S3, shared_data: Path, own_tmp: Path) -> None:
+    """`winnow ingest … --out s3://…` and `winnow run` with `output: s3://…` keep the URL (a Path
+    would turn `s3://b/x` into `s3:/b/x`) and write the same manifest as run_stage does."""
+    upload(s3, shared_data, SMALL_INPUTS, "in-cli")
+    winnow = str(REPO / ".venv" / "bin" / "winnow")
+    proc = subprocess.run([winnow, "ingest", f"s3://{BUCKET}/in-cli/*", "--out", f"s3://{BUCKET}/out-cli/ingest",
+                           "--workers", "2"], cwd=REPO, env=s3.env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"s3://{BUCKET}/out-cli/ingest" in proc.stdout
+    manifest = json.loads(s3.keys("out-cli/ingest/")["manifest.json"])
+    assert manifest["input"] == manifest["kept"] + manifest["rejected"] > 0
+    cfg = own_tmp / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"inputs": [f"s3://{BUCKET}/in-cli/*"], "output": f"s3://{BUCKET}/out-run",
+                                   "stages": ["ingest"]}), encoding="utf-8")
+    proc = subprocess.run([winnow, "run", str(cfg), "--workers", "2"], cwd=REPO, env=s3.env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(s3.keys("out-run/ingest/")["manifest.json"])["shards"] == manifest["shards"]
