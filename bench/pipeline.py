@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = (REPO / ".." / "shared" / "data").resolve()
@@ -55,8 +57,9 @@ SHARED = (REPO / ".." / "shared" / "data").resolve()
 DOCS_PER_DUMP = 3.0e9
 WARC_BYTES_PER_DUMP = 80e12
 DUMPS = 91
-#: configs/commoncrawl.yaml's tokenizer sample
-TOKENIZER_SAMPLE_BYTES = 20e9
+#: configs/commoncrawl.yaml's tokenizer sample (read from the config, so the projection follows it)
+TOKENIZER_SAMPLE_BYTES = float(yaml.safe_load((REPO / "configs" / "commoncrawl.yaml").read_text(encoding="utf-8"))
+                               ["tokenizer"]["sample_bytes"])
 
 
 # ---- the child: one stage, in this process -------------------------------------------------------
