@@ -260,5 +260,6 @@ def test_relative_benchmark_paths_become_absolute_on_the_driver(shared_data, mon
                                                {"name": "g", "paths": ["benchmarks/gsm8k/test.jsonl"],
                                                 "fields": {"question": "question", "answer": "answer"}}]})
     plain, spec = stage.config.benchmarks
-    assert plain == str(shared_data / "benchmarks" / "humaneval")
+    # absolute, the same directory (the cwd is the physical path when ../shared is a symlink)
+    assert Path(plain).is_absolute() and Path(plain).resolve() == (shared_data / "benchmarks" / "humaneval").resolve()
     assert spec.paths == [str((shared_data / "benchmarks" / "gsm8k" / "test.jsonl").resolve())]

@@ -13,8 +13,10 @@ ingest output schema (`stages/schema.py`), the hand-made-directory input every s
 Memory is read from the kernel, not sampled: a thread polls `/proc/PID/status` `VmHWM` (the
 process's peak resident set, a high-water mark the kernel keeps) of the driver and of every
 process under this test's raylet; before each stage the marks are reset (`clear_refs` = 5) so
-each stage's peak is its own. Ray's object store is shared memory: pages a worker maps count in
-its RSS, so they are included.
+each stage's peak is its own. The driver is this pytest process, whose resident set already holds
+whatever earlier tests left (torch, browsers' bindings, …: over 1 GB late in `make test`), so the
+driver figure is the stage's growth over the driver's resident set when the stage began. Ray's
+object store is shared memory: pages a worker maps count in its RSS, so they are included.
 """
 
 from __future__ import annotations
@@ -185,6 +187,7 @@ class PeakMemory:
         self.stage = ""
         self.peaks: dict[str, dict[str, float]] = {}   # stage → {"driver": MB, "worker": MB, "workers": n}
         self._seen: dict[int, float] = {}
+        self.driver_base_mb = 0.0  # the driver's resident set when the current stage began
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -204,7 +207,8 @@ class PeakMemory:
         st = self.peaks.setdefault(self.stage, {"driver": 0.0, "worker": 0.0, "workers": 0})
         d = _status_kb(os.getpid(), "VmHWM")
         if d:
-            st["driver"] = max(st["driver"], d / 1024)
+            st["driver"] = max(st["driver"], d / 1024 - self.driver_base_mb)
+            st["driver_base"] = self.driver_base_mb
         for pid in self._workers():
             kb = _status_kb(pid, "VmHWM")
             if kb:
@@ -226,6 +230,7 @@ class PeakMemory:
                 Path(f"/proc/{pid}/clear_refs").write_text("5")
             except OSError:
                 pass
+        self.driver_base_mb = (_status_kb(os.getpid(), "VmRSS") or 0) / 1024
         self.stage = stage
 
     def __enter__(self) -> "PeakMemory":
@@ -278,18 +283,18 @@ def test_million_documents_dedup_remix_pack_memory_and_counts(shared_data: Path,
             t = time.perf_counter()
             manifests[name] = run_stage(stage, [str(p) for p in inputs], out / name, rt)
             seconds[name] = time.perf_counter() - t
-    print(f"{'stage':<10} {'input':>10} {'kept':>10} {'rejected':>9} {'s':>6} {'driver MB':>10} {'worker MB':>10} workers")
+    print(f"{'stage':<10} {'input':>10} {'kept':>10} {'rejected':>9} {'s':>6} {'driver +MB':>10} {'(base MB)':>10} {'worker MB':>10} workers")
     for name, m in manifests.items():
         p = mem.peaks[name]
         print(f"{name:<10} {m['input']:>10,} {m['kept']:>10,} {m['rejected']:>9,} {seconds[name]:>6.0f} "
-              f"{p['driver']:>10.0f} {p['worker']:>10.0f} {p['workers']:>3}")
+              f"{p['driver']:>10.0f} {p.get('driver_base', 0):>10.0f} {p['worker']:>10.0f} {p['workers']:>3}")
     worst_worker = max(p["worker"] for p in mem.peaks.values())
     worst_driver = max(p["driver"] for p in mem.peaks.values())
     for name, stage in instances.items():
         for phase, st in getattr(stage, "phase_stats", {}).items():
             print(f"  {name} {phase:<28} wall {st['wall_s']:6.1f} s  cpu {st['cpu_s']:6.1f} s  "
                   f"tasks {st['tasks']:>4}  peak rss {st['max_rss_mb']:6.0f} MB")
-    print(f"RESULT load_docs={DOCS} peak_worker_rss_mb={worst_worker:.0f} peak_driver_rss_mb={worst_driver:.0f} "
+    print(f"RESULT load_docs={DOCS} peak_worker_rss_mb={worst_worker:.0f} driver_growth_mb={worst_driver:.0f} "
           f"bound_mb={WORKER_BOUND_MB}")
 
     # counts add up at every stage and chain from one to the next
@@ -316,4 +321,4 @@ def test_million_documents_dedup_remix_pack_memory_and_counts(shared_data: Path,
     for name, p in mem.peaks.items():
         assert p["workers"] >= 1, name
         assert 0 < p["worker"] <= WORKER_BOUND_MB, (name, p)
-        assert 0 < p["driver"] <= DRIVER_BOUND_MB, (name, p)
+        assert 0 <= p["driver"] <= DRIVER_BOUND_MB, (name, p)   # the driver's growth during the stage
