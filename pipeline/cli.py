@@ -26,7 +26,9 @@ def summarize(manifest: dict[str, Any], out_dir: Path) -> str:
     """One human line per stage: counts and the top rejection reasons."""
     reasons = sorted(manifest["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:6]
     shown = ", ".join(f"{k}={v}" for k, v in reasons) or "none"
-    return (f"{manifest['stage']:>13}: input {manifest['input']:,}  kept {manifest['kept']:,}  "
+    repeated = int(manifest.get("counters", {}).get("repeated", 0))  # remix: extra copies handed on
+    extra = f" + {repeated:,} repeated copies" if repeated else ""
+    return (f"{manifest['stage']:>13}: input {manifest['input']:,}  kept {manifest['kept']:,}{extra}  "
             f"rejected {manifest['rejected']:,}  ({shown})  → {out_dir}")
 
 
