@@ -35,10 +35,9 @@ def summarize(manifest: dict[str, Any], out_dir: Path) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from winnow.pipeline.config import load_config
     from winnow.pipeline.runner import RayRuntime, run_stage
-
-    cfg = load_config(args.config, overrides={"output": args.out})
     from winnow.stages.remote_io import is_url, join
 
+    cfg = load_config(args.config, overrides={"output": args.out})
     # where winnow was started, before any worker sees it; an object-store URL stays as it is
     out_root: Any = cfg.output if is_url(str(cfg.output)) else Path(cfg.output).absolute()
     runtime = RayRuntime(workers=args.workers or cfg.ray.workers, address=args.address or cfg.ray.address)
@@ -93,13 +92,12 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def cmd_stage(args: argparse.Namespace) -> int:
     from winnow.pipeline.runner import RayRuntime, run_stage
     from winnow.stages import registry
+    from winnow.stages.remote_io import is_url
 
     cls = registry()[args.stage_name]
     section = deep_merge(_stage_section(args.config, cls.name), cls.cli_overrides(args))
     stage = cls(section)
     inputs = args.inputs
-    from winnow.stages.remote_io import is_url
-
     out: Any = args.out if is_url(args.out) else Path(args.out)  # Path("s3://b/x") would be "s3:/b/x"
     runtime = RayRuntime(workers=args.workers, address=args.address)
     manifest = run_stage(stage, inputs, out, runtime)
