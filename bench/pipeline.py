@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -52,6 +51,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from winnow.pipeline.runner import SerialRuntime  # noqa: E402 - after the path set-up
 SHARED = (REPO / ".." / "shared" / "data").resolve()
 #: CommonCrawl's published size of one dump (CC-MAIN-2024-22: 2.7·10^9 pages, 86 TiB of WARC)
 DOCS_PER_DUMP = 3.0e9
@@ -64,11 +65,9 @@ TOKENIZER_SAMPLE_BYTES = float(yaml.safe_load((REPO / "configs" / "commoncrawl.y
 
 # ---- the child: one stage, in this process -------------------------------------------------------
 
-class InProcessRuntime:
+class InProcessRuntime(SerialRuntime):
     """One worker: shard tasks and whole-dataset phase tasks run in this process, in order
     (the same calls a Ray worker makes); per-phase wall / CPU / RSS into `stats` like RayRuntime."""
-
-    workers = 1
 
     #: CPU seconds of `stage.setup()` (models loaded once per worker), kept apart from the per-document cost
     setup_cpu_s = 0.0
@@ -91,16 +90,6 @@ class InProcessRuntime:
             st["tasks"] += len(arg_list)
             st["max_rss_mb"] = max(st["max_rss_mb"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return out
-
-    def put(self, obj: Any) -> Any:
-        return obj
-
-    def progress(self, total: int, desc: str, unit: str = "shard") -> Any:
-        class _Bar:
-            def update(self, n: int = 1) -> None: ...
-            def close(self) -> None: ...
-            def set_postfix(self, *a: Any, **k: Any) -> None: ...
-        return _Bar()
 
 
 def _cpu_s() -> float:

@@ -397,6 +397,22 @@ def _emit_word(w, n, h, out, o, tkeys, tvals, piece_id, scores, unk_id, unk_scor
     return o, k
 
 
+@njit(cache=True, inline="always")
+def _next_line(cps, a, is_space):
+    """(start, end, next start) of the line that begins at `a` (lines end at \\n), with leading
+    and trailing whitespace left out: CCNet's per-line strip."""
+    n = len(cps)
+    b = a
+    while b < n and cps[b] != 10:
+        b += 1
+    s, e = a, b
+    while s < e and is_space[cps[s]]:
+        s += 1
+    while e > s and is_space[cps[e - 1]]:
+        e -= 1
+    return s, e, b + 1
+
+
 @njit(cache=True)
 def _document(cps, norm_off, norm_pool, is_space, unsafe, cls, tkeys, tvals, piece_id, scores, unk_id,
               unk_score, use_cache, cslots, cpool, cstate, norm, w, best, work, out, counts, max_exp, simple):
@@ -419,15 +435,7 @@ def _document(cps, norm_off, norm_pool, is_space, unsafe, cls, tkeys, tvals, pie
     lines = 0
     a = 0
     while a <= n:
-        b = a
-        while b < n and cps[b] != 10:
-            b += 1
-        s, e = a, b
-        a = b + 1
-        while s < e and is_space[cps[s]]:
-            s += 1
-        while e > s and is_space[cps[e - 1]]:
-            e -= 1
+        s, e, a = _next_line(cps, a, is_space)
         if s == e:
             continue
         m = 0
@@ -609,15 +617,7 @@ def _normalize(cps, norm_off, norm_pool, is_space, unsafe, max_exp):
     a = 0
     first = True
     while a <= n:
-        b = a
-        while b < n and cps[b] != 10:
-            b += 1
-        s, e = a, b
-        a = b + 1
-        while s < e and is_space[cps[s]]:
-            s += 1
-        while e > s and is_space[cps[e - 1]]:
-            e -= 1
+        s, e, a = _next_line(cps, a, is_space)
         if not first:
             out[o] = 10
             o += 1

@@ -50,7 +50,7 @@ from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 from datatrove.utils.word_tokenizers import load_word_tokenizer
 from numba import njit
 
-from winnow.filters.wordsplit import word_tokenizer
+from winnow.filters.wordsplit import mix64, word_tokenizer
 
 #: Rule components, in the order they run. Each maps to a datatrove class.
 COMPONENTS: dict[str, type] = {
@@ -337,14 +337,6 @@ _HASH_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(cache=True)
-def _mix64(h):
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    return h
-
-
-@njit(cache=True)
 def _table_size(m):
     size = 16
     while size < 2 * m:
@@ -372,7 +364,7 @@ def _top_ngram_kernel(ids, lens, n, hash_mask):
         for j in range(n):
             h = h * np.uint64(0x100000001B3) + np.uint64(ids[i + j] + 1)
         h &= hash_mask
-        s = np.int64(_mix64(h) & np.uint64(mask))
+        s = np.int64(mix64(h) & np.uint64(mask))
         while True:
             p = slot_pos[s]
             if p == -1:
@@ -427,7 +419,7 @@ def _dup_ngram_kernel(cp, off, n, hash_mask):
         for j in range(a, b):
             h = h * np.uint64(0x100000001B3) + np.uint64(cp[j])
         h &= hash_mask
-        s = np.int64(_mix64(h) & np.uint64(mask))
+        s = np.int64(mix64(h) & np.uint64(mask))
         found = False
         while True:
             p = slot_pos[s]

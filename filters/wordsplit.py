@@ -136,7 +136,9 @@ _B = np.uint64(0x100000001B3)
 
 
 @njit(cache=True)
-def _mix(h):
+def mix64(h):
+    """MurmurHash3's 64-bit finaliser half: spreads a polynomial hash over a table's slots
+    (also used by filters.quality's n-gram tables)."""
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
@@ -151,7 +153,7 @@ def _build(kchars, koff, mask):
         h = np.uint64(0)
         for j in range(koff[e], koff[e + 1]):
             h = h * _B + np.uint64(kchars[j])
-        s = np.int64(_mix(h) & np.uint64(mask))
+        s = np.int64(mix64(h) & np.uint64(mask))
         while slots[s] != -1:
             s = (s + 1) & mask
         slots[s] = e
@@ -171,7 +173,7 @@ def _is_eng(c):
 
 @njit(cache=True)
 def _lookup(cp, a, b, h, kchars, koff, slots, mask):
-    s = np.int64(_mix(h) & np.uint64(mask))
+    s = np.int64(mix64(h) & np.uint64(mask))
     while True:
         e = slots[s]
         if e == -1:

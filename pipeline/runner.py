@@ -244,6 +244,31 @@ class RayRuntime(Runtime):
         return [records[t.name] for t in tasks]
 
 
+class SerialRuntime(Runtime):
+    """The `Runtime` contract in this process, one shard or task after another, without Ray:
+    for stepping through a stage in a debugger and for tests whose subject is not Ray. Shard-map
+    stages are set up once, as one Ray worker would; progress bars are silent."""
+
+    workers = 1
+
+    def map_shards(self, stage: ShardMapStage, tasks: Sequence[ShardTask], out_dir: Path) -> list[dict[str, Any]]:
+        stage.setup()
+        return [stage.run_and_commit(t, Path(out_dir)) for t in tasks]
+
+    def map_tasks(self, fn: Callable[..., Any], arg_list: Sequence[tuple], desc: str, unit: str = "task",
+                  num_cpus: float = 1, memory: int | None = None, retries: int = 2,
+                  stats: dict[str, dict[str, float]] | None = None, stats_key: str | None = None) -> list[Any]:
+        return [fn(*args) for args in arg_list]
+
+    def put(self, obj: Any) -> Any:
+        return obj
+
+    def progress(self, total: int, desc: str, unit: str = "shard") -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, disable=True)
+
+
 class _LazyRayRuntime(Runtime):
     """A `RayRuntime` started on first use: a finished stage whose inputs did not change never
     needs Ray, so a rerun of it does not pay for starting one."""

@@ -66,22 +66,28 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def with_retries(fn: Callable[[], T], what: str, attempts: int = READ_ATTEMPTS, backoff_s: float = BACKOFF_S) -> T:
-    """`fn()`, retried on transient errors (`is_transient`) with exponential backoff; after the
-    last attempt the error is raised as `InputUnreadable` naming `what`."""
+def _retry(fn: Callable[[], T], transient: Callable[[BaseException], bool], give_up: Callable[[str], Exception],
+           attempts: int, backoff_s: float) -> T:
+    """`fn()`, retried while `transient(error)` with exponential backoff; after the last attempt
+    `give_up(description of the last error)` is raised from it. Other errors propagate as they are."""
     delay = backoff_s
     for attempt in range(1, attempts + 1):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified below
-            if not is_transient(exc):
+            if not transient(exc):
                 raise
             if attempt == attempts:
-                raise InputUnreadable(f"{what}: still failing after {attempts} attempts: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                raise give_up(f"still failing after {attempts} attempts: {type(exc).__name__}: {exc}") from exc
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def with_retries(fn: Callable[[], T], what: str, attempts: int = READ_ATTEMPTS, backoff_s: float = BACKOFF_S) -> T:
+    """`fn()`, retried on transient errors (`is_transient`) with exponential backoff; after the
+    last attempt the error is raised as `InputUnreadable` naming `what`."""
+    return _retry(fn, is_transient, lambda why: InputUnreadable(f"{what}: {why}"), attempts, backoff_s)
 
 
 def open_raw(path: str) -> Any:
@@ -190,19 +196,7 @@ def is_transient_write(exc: BaseException) -> bool:
 def write_retrying(fn: Callable[[], T], what: str, attempts: int = WRITE_ATTEMPTS, backoff_s: float = BACKOFF_S) -> T:
     """`fn()` (a PUT), retried with exponential backoff on transient errors; the last error is
     raised as `OutputUnwritable` naming `what`. Other errors are raised as they are."""
-    delay = backoff_s
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if not is_transient_write(exc):
-                raise
-            if attempt == attempts:
-                raise OutputUnwritable(f"{what}: write still failing after {attempts} attempts: "
-                                       f"{type(exc).__name__}: {exc}") from exc
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+    return _retry(fn, is_transient_write, lambda why: OutputUnwritable(f"{what}: write {why}"), attempts, backoff_s)
 
 
 def url_fs(url: str) -> tuple[Any, str]:

@@ -242,32 +242,3 @@ def write_bad_corpus(shared_data: Path, out_dir: Path) -> list[BadItem]:
 
     os.sync()
     return items
-
-
-class SerialRuntime:
-    """Runs stages in this process, one shard after another (setup once), so the bad-input and
-    fault tests can drive the real stages and runner without Ray where Ray is not the subject."""
-
-    workers = 1
-
-    def map_shards(self, stage, tasks, out_dir):  # noqa: ANN001 - the Runtime interface
-        stage.setup()
-        return [stage.run_and_commit(t, Path(out_dir)) for t in tasks]
-
-    def map_tasks(self, fn, arg_list, desc, unit="task", num_cpus=1, memory=None, retries=2, stats=None, stats_key=None):  # noqa: ANN001
-        return [fn(*a) for a in arg_list]
-
-    def put(self, obj):  # noqa: ANN001
-        return obj
-
-    def progress(self, total, desc, unit="shard"):  # noqa: ANN001
-        class _Bar:
-            def update(self, n=1):
-                pass
-
-            def close(self):
-                pass
-
-            def set_postfix(self, *a, **k):
-                pass
-        return _Bar()

@@ -153,3 +153,33 @@ def kills(fault_dir: Path) -> dict[str, dict[str, Any]]:
         rec = json.loads(p.read_text())
         out[rec["label"]] = rec
     return out
+
+
+# --- the process tree, from /proc (no psutil in the environment) -------------------------------
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every descendant process of `pid` (children, their children, ...)."""
+    by_parent: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            by_parent.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in by_parent.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def process_args(pid: int) -> list[str]:
+    """A process's command line as its arguments (a Ray worker's first one is its title,
+    `ray::<task>`); empty when the process is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from winnow.stages.base import Runtime
+from winnow.pipeline.runner import SerialRuntime
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
@@ -54,35 +54,6 @@ def write_input_dir(d: Path, shards: Sequence[Sequence[dict[str, Any]]]) -> Path
     for i, rows in enumerate(shards):
         pq.write_table(pa.Table.from_pylist(list(rows)), d / f"in-{i:03d}.parquet")
     return d
-
-
-class SerialRuntime(Runtime):
-    """Runs a shard-map stage in this process, one shard after another (setup once), so unit
-    tests exercise the stage and the runner without Ray; the Ray path has its own test."""
-
-    workers = 1
-
-    def map_shards(self, stage, tasks, out_dir):
-        stage.setup()
-        return [stage.run_and_commit(t, Path(out_dir)) for t in tasks]
-
-    def map_tasks(self, fn, arg_list, desc, unit="task", num_cpus=1, memory=None, retries=2, stats=None, stats_key=None):
-        return [fn(*a) for a in arg_list]
-
-    def put(self, obj):
-        return obj
-
-    def progress(self, total, desc, unit="shard"):
-        class _Bar:
-            def update(self, n=1):
-                pass
-
-            def close(self):
-                pass
-
-            def set_postfix(self, *a, **k):
-                pass
-        return _Bar()
 
 
 def build_pack(tmp: Path, tok_dir: Path, shards: Sequence[Sequence[dict[str, Any]]], name: str = "pack",

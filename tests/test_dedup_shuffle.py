@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from winnow.pipeline import cli
-from winnow.pipeline.runner import run_stage
+from winnow.pipeline.runner import SerialRuntime, run_stage
 from winnow.stages.dedup import DedupStage
 from winnow.stages.dedup import index as idx
 from winnow.stages.dedup import phases as ph
 from winnow.stages.dedup import shuffle as sh
 
-from pack_fixtures import SerialRuntime  # tests/pack_fixtures.py
 
 CC_FILE = "dolma/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 SCHEMA = ph.BAND_SCHEMA

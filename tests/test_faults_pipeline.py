@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from bad_inputs import write_bad_corpus
+from fault_injection import descendant_pids, process_args
 from winnow.pipeline.cli import main
 from winnow.pipeline.shards import read_json
 
@@ -201,41 +202,14 @@ def test_one_and_two_workers_byte_identical(reference: Path, config: Path, workd
 
 # --- kills ---------------------------------------------------------------------------------------
 
-def _children(pid: int) -> list[int]:
-    """All descendants of `pid`, from /proc (no psutil)."""
-    by_parent: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        by_parent.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in by_parent.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
 def busy_ray_workers(raylet_pid: int) -> list[tuple[int, str]]:
     """Worker processes of *this test's* Ray (descendants of its raylet) that are running a
     winnow shard or task: process title `ray::_call_measured` (every shard of a shard-map stage
     and every `map_tasks` task is one) or `ray::ShardWorker.run` (an actor's shard, in runners
     that pool actors); idle workers and Ray's own agents are left alone."""
     out = []
-    for pid in _children(raylet_pid):
-        title = _cmdline(pid)
+    for pid in descendant_pids(raylet_pid):
+        title = " ".join(process_args(pid))
         if title.startswith(("ray::ShardWorker.run", "ray::_call_measured")):
             out.append((pid, title))
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bad_inputs import SerialRuntime
 from winnow.pipeline import shards as shard_io
-from winnow.pipeline.runner import run_stage
+from winnow.pipeline.runner import SerialRuntime, run_stage
 from winnow.pipeline.shards import DiskFull, ShardCorrupt, read_shard, sha256_file
 from winnow.stages.ingest import IngestStage
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fault_injection import descendant_pids, process_args
 from winnow.pipeline import shards as shard_io
 from winnow.pipeline.runner import RayRuntime, run_stage
 from winnow.stages.schema import BASE_DOCUMENT_SCHEMA
@@ -155,30 +156,6 @@ def _status_kb(pid: int, field: str) -> int | None:
     return None
 
 
-def _descendants(pid: int) -> list[int]:
-    by_parent: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            by_parent.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in by_parent.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _title(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 class PeakMemory:
     """Peak RSS (VmHWM) of the driver and of each Ray worker process, per stage."""
 
@@ -195,8 +172,8 @@ class PeakMemory:
         # Ray task workers (process title `ray::…` once they run a task, `default_worker.py`
         # before); Ray's own agents (dashboard, runtime env) are not workers.
         out = []
-        for p in _descendants(self.raylet):
-            t = _title(p)
+        for p in descendant_pids(self.raylet):
+            t = (process_args(p) or [""])[0]
             if (t.startswith("ray::") and "Agent" not in t and "RuntimeEnv" not in t) or t.endswith("default_worker.py"):
                 out.append(p)
         return out

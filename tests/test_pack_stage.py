@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from pack_fixtures import SerialRuntime, build_pack, corpus_rows, make_tokenizer_dir, write_input_dir
-from winnow.pipeline.runner import run_stage
+from pack_fixtures import build_pack, corpus_rows, make_tokenizer_dir, write_input_dir
+from winnow.pipeline.runner import SerialRuntime, run_stage
 from winnow.stages.pack import PackStage
 from winnow.tokenizer.indexed import IndexedReader
 from winnow.tokenizer.packing import read_pack_index

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bad_inputs import SerialRuntime
-from winnow.pipeline.runner import run_stage
+from winnow.pipeline.runner import SerialRuntime, run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [p for d in ("pipeline", "stages", "filters", "tokenizer") for p in sorted((REPO / d).rglob("*.py"))]

@@ -7,43 +7,18 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from winnow.pipeline import shards as shard_io
-from winnow.pipeline.runner import run_stage
-from winnow.stages.base import Runtime
+from winnow.pipeline.runner import SerialRuntime, run_stage
 from winnow.stages.tokenizer_train import TOKENIZER_MANIFEST, TokenizerStage, plan_sample, scan_shard
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 2048
-
-
-class SerialRuntime(Runtime):
-    """The Runtime contract run in this process, one task after another (no Ray)."""
-
-    workers = 1
-
-    def map_shards(self, stage, tasks, out_dir):
-        return [stage.run_and_commit(t, out_dir) for t in tasks]
-
-    def map_tasks(self, fn, arg_list, desc, unit="task", num_cpus=1, memory=None, retries=2, stats=None, stats_key=None):
-        return [fn(*args) for args in arg_list]
-
-    def put(self, obj: Any) -> Any:
-        return obj
-
-    def progress(self, total, desc, unit="shard"):
-        class _Bar:
-            def update(self, n=1): ...
-            def close(self): ...
-            def set_postfix(self, *a, **k): ...
-        return _Bar()
 
 
 def _docs(shared_data: Path, name: str, lang: str, n: int) -> list[dict]:

@@ -90,59 +90,6 @@ def _radix_plan(span: np.uint64) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _radix_argsort(keys: np.ndarray) -> np.ndarray:
-    """The permutation ``np.argsort(keys, kind="stable")`` returns, by LSD radix sort."""
-    n = len(keys)
-    perm = np.arange(n)
-    if n < _SMALL:
-        # insertion sort: stable, no allocation
-        for i in range(1, n):
-            p = perm[i]
-            k = keys[p]
-            j = i - 1
-            while j >= 0 and keys[perm[j]] > k:
-                perm[j + 1] = perm[j]
-                j -= 1
-            perm[j + 1] = p
-        return perm
-    packed, ulo, hmin, rows, span = _key_code(keys)
-    if span == 0:
-        return perm
-    passes, width = _radix_plan(span)
-    nb = 1 << width
-    dmask = np.uint64(nb - 1)
-    hist = np.zeros((passes, nb), np.int64)
-    k1 = np.empty(n, np.uint64)
-    for i in range(n):
-        x = _encode(keys[i], packed, ulo, hmin, rows)
-        k1[i] = x
-        for p in range(passes):
-            hist[p, np.int64((x >> np.uint64(p * width)) & dmask)] += 1
-    k2 = np.empty(n, np.uint64)
-    perm2 = np.empty(n, np.int64)
-    for p in range(passes):
-        h = hist[p]
-        shift = np.uint64(p * width)
-        if h[np.int64((k1[0] >> shift) & dmask)] == n:
-            continue  # every key has the same digit here
-        total = 0
-        for d in range(nb):
-            c = h[d]
-            h[d] = total
-            total += c
-        for i in range(n):
-            x = k1[i]
-            d = np.int64((x >> shift) & dmask)
-            o = h[d]
-            h[d] = o + 1
-            k2[o] = x
-            perm2[o] = perm[i]
-        k1, k2 = k2, k1
-        perm, perm2 = perm2, perm
-    return perm
-
-
-@njit(cache=True, nogil=True)
 def _radix_sort_kv(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(keys, vals) reordered by the stable sort of `keys` (copies): the rows
     ``np.argsort(keys, kind="stable")`` gives, moved with their payload instead of gathered."""
@@ -205,6 +152,13 @@ def _radix_sort_kv(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.n
         else:
             k1[i] = np.int64(x + ulo)
     return k1, v1
+
+
+@njit(cache=True, nogil=True)
+def _radix_argsort(keys: np.ndarray) -> np.ndarray:
+    """The permutation ``np.argsort(keys, kind="stable")`` returns: row numbers carried as the
+    payload of `_radix_sort_kv`."""
+    return _radix_sort_kv(keys, np.arange(len(keys), dtype=np.int64))[1]
 
 
 @njit(cache=True, nogil=True)

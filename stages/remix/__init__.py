@@ -199,14 +199,13 @@ class RemixStage(Stage):
         text_bytes = 0
         for e in entries:
             path = str(e.path)
-            schema = _schema_of(path)
+            schema, shard_rows, shard_text_bytes, nulls = _shard_facts(path)
             for col in ("id", "url", "text"):
                 if col not in schema.names:
                     raise RemixInputError(f"remix: input {path} has no `{col}` column (columns: {', '.join(schema.names)})")
             has_lang = has_lang and "lang" in schema.names
-            rows += e.rows if e.rows is not None else shard_io.shard_rows(path)
-            text_bytes += _text_bytes(path)
-            nulls = _null_ids(path)
+            rows += e.rows if e.rows is not None else shard_rows
+            text_bytes += shard_text_bytes
             if nulls:
                 raise RemixInputError(f"remix: input {path}: {nulls} document(s) with a null `id` "
                                       f"(ids key the sampling and the shuffle)")
@@ -356,53 +355,35 @@ class RemixStage(Stage):
         return solution, decisions, summary
 
 
-def _text_bytes(path: str) -> int:
-    """Text bytes of a shard from its footer (uncompressed size of the `text` column chunks), or
-    its file size for an Arrow file: enough to size the output shards."""
+def _shard_facts(path: str) -> tuple[pa.Schema, int, int, int]:
+    """(schema, rows, text bytes, null ids) of an input shard, from one read of its footer where
+    it is parquet (text bytes: the uncompressed size of the `text` column chunks; null ids: the
+    `id` chunks' statistics, the column itself only when a chunk has none); an Arrow IPC file gives
+    its schema and rows from its footer, its file size as the text bytes (enough to size the
+    output shards) and reads only the `id` column for nulls."""
     import os
 
     if path.endswith(".arrow"):
-        return os.path.getsize(path)
-    import pyarrow.parquet as pq
-
-    md = pq.ParquetFile(path).metadata
-    total = 0
-    for rg in range(md.num_row_groups):
-        g = md.row_group(rg)
-        for c in range(g.num_columns):
-            col = g.column(c)
-            if col.path_in_schema == "text":
-                total += col.total_uncompressed_size
-    return total
-
-
-def _null_ids(path: str) -> int:
-    """Null ids of a shard: from the parquet column statistics (no data read), else the column."""
-    if path.endswith(".arrow"):
-        return shard_io.read_shard(path, ["id"]).column("id").null_count
-    import pyarrow.parquet as pq
-
-    md = pq.ParquetFile(path).metadata
-    total = 0
-    for rg in range(md.num_row_groups):
-        g = md.row_group(rg)
-        for c in range(g.num_columns):
-            col = g.column(c)
-            if col.path_in_schema == "id":
-                st = col.statistics
-                if st is None or not st.has_null_count:
-                    return int(pq.read_table(path, columns=["id"]).column("id").null_count)
-                total += st.null_count
-    return total
-
-
-def _schema_of(path: str) -> pa.Schema:
-    if path.endswith(".arrow"):
         with pa.memory_map(path, "r") as src:
-            return pa.ipc.open_file(src).schema
+            reader = pa.ipc.open_file(src)
+            schema = reader.schema
+            rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        nulls = shard_io.read_shard(path, ["id"]).column("id").null_count if "id" in schema.names else 0
+        return schema, rows, os.path.getsize(path), nulls
     import pyarrow.parquet as pq
 
-    return pq.read_schema(path)
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    chunks = [md.row_group(rg).column(c) for rg in range(md.num_row_groups) for c in range(md.num_columns)]
+    text_bytes = sum(col.total_uncompressed_size for col in chunks if col.path_in_schema == "text")
+    nulls = 0
+    for col in (col for col in chunks if col.path_in_schema == "id"):
+        st = col.statistics
+        if st is None or not st.has_null_count:
+            nulls = int(pq.read_table(path, columns=["id"]).column("id").null_count)
+            break
+        nulls += st.null_count
+    return pf.schema_arrow, md.num_rows, text_bytes, nulls
 
 
 def build_report(cfg: RemixConfig, solution: dict[str, Any], summary: dict[str, Any], records: Sequence[dict[str, Any]],
