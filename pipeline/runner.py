@@ -52,6 +52,19 @@ def _node_id() -> str:
         return ""
 
 
+_REMOTE: list[Any] = []
+
+
+def _remote_call_measured() -> Any:
+    """`_call_measured` as a Ray remote function, made once per driver process (Ray exports a
+    remote function's code to the cluster once; each phase then only sets its `.options`)."""
+    import ray
+
+    if not _REMOTE:
+        _REMOTE.append(ray.remote(_call_measured))
+    return _REMOTE[0]
+
+
 class ShardFailed(RuntimeError):
     """A stage raised on one shard; the message names the stage, the shard and its input."""
 
@@ -192,14 +205,12 @@ class RayRuntime(Runtime):
         `retries` times (tasks must be idempotent: a retried or resumed task finds or rewrites its
         output); a progress bar; per-`desc` wall time, summed task CPU time and peak worker RSS go
         into `stats[stats_key or desc]` when given. Arguments may be `put` references."""
-        import ray
-
         if not arg_list:
             return []
         opts: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": retries}
         if memory:
             opts["memory"] = int(memory)
-        remote = ray.remote(**opts)(_call_measured)
+        remote = _remote_call_measured().options(**opts)
         results: list[Any] = [None] * len(arg_list)
         t0 = time.perf_counter()
 
@@ -228,7 +239,7 @@ class RayRuntime(Runtime):
             return []
         key = f"{stage.name}:{stage.config_hash()}:{time.time_ns()}:{os.getpid()}"
         stage_box = [ray.put(stage)]
-        remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_call_measured)
+        remote = _remote_call_measured().options(num_cpus=1, max_retries=SHARD_RETRIES)
         target = str(out_dir)
         records: dict[str, dict[str, Any]] = {}
         bar = self.progress(len(tasks), desc=stage.name)
