@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from winnow.stages.dedup.minhash import _fmix64_nb  # the MurmurHash3 finaliser, compiled (numba is required here)
+
 
 # ---- compiled kernels ---------------------------------------------------------------------
 # Every star round sorts each partition's rows by node; numpy's stable argsort of int64 is a
@@ -165,13 +167,7 @@ def _radix_argsort(keys: np.ndarray) -> np.ndarray:
 def _hash_partition(nodes: np.ndarray, num_parts: np.uint64) -> np.ndarray:
     out = np.empty(len(nodes), np.int64)
     for i in range(len(nodes)):
-        h = np.uint64(nodes[i])
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
-        out[i] = np.int64(h % num_parts)
+        out[i] = np.int64(_fmix64_nb(np.uint64(nodes[i])) % num_parts)
     return out
 
 
