@@ -9,6 +9,11 @@ document kept for the cluster, null when the document had no duplicate) and ``du
 only through files under ``OUT/_work``, so no step holds the corpus on one node — except the
 union-find fast path, taken only when the verified edges fit ``union_find_max_edges``.
 
+Object storage: OUT, its ``_work`` files and the index may each be an fsspec URL (``s3://…``)
+instead of a local directory; every worker then reads and writes through the store, nothing
+assumes a shared disk, and each file becomes visible only through the record written after it
+(``store.py``, docs/dedup-object-storage.md).
+
 Scope: ``global`` deduplicates all dumps in the input together (DeepSeek: 89.8% removed across 91
 dumps); ``dump`` only within each dump (FineWeb), in the same single run. Index: ``--index IDX``
 also deduplicates against every document a previous run added to IDX, then adds this run's kept
@@ -27,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from winnow.pipeline import shards as shard_io
 from winnow.stages.base import EXECUTION, PATH, Runtime, ShardTask, Stage, StageConfig
 
 if TYPE_CHECKING:
@@ -99,20 +103,26 @@ class DedupStage(Stage):
         return out
 
     # ------------------------------------------------------------------------------------------
-    def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: Runtime) -> list[dict[str, Any]]:
+    def execute(self, tasks: Sequence[ShardTask], out_dir: Path | str, runtime: Runtime) -> list[dict[str, Any]]:
+        """Every phase, then the commit of each task's shard that is not committed yet, then the
+        index. `tasks` must be all of the stage's tasks (each output shard depends on every input).
+        `out_dir` is a local directory or an object-store URL (its `_work` files then live there
+        too); the returned records are those of every task, in task order."""
         from winnow.stages.dedup import index as idx
         from winnow.stages.dedup import phases as ph
         from winnow.stages.dedup import shuffle as sh
+        from winnow.stages.dedup import store
 
         cfg = self.config
-        out_dir = Path(out_dir)
+        remote = store.is_remote(out_dir)
+        out: Any = str(out_dir).rstrip("/") if remote else Path(out_dir)
         h = self.config_hash()
-        committed = {t.name: shard_io.committed_shard(out_dir, t.name, h, t.fingerprint) for t in tasks}
+        committed = store.committed_shards(out, [(t.name, t.fingerprint) for t in tasks], h)
         # one run = this config, these inputs, this output directory (a resumed run keeps its id)
         run_id = hashlib.sha256(json.dumps([h, [t.fingerprint for t in tasks], [t.inputs for t in tasks],
-                                            str(out_dir.resolve())]).encode()).hexdigest()[:16]
+                                            out if remote else str(out.resolve())]).encode()).hexdigest()[:16]
         meta = idx.load_index(cfg.index) if cfg.index else None
-        plan = self._plan(tasks, out_dir, run_id, meta)
+        plan = self._plan(tasks, out, run_id, meta)
         if meta is not None:
             idx.check_params(meta, idx.index_params(plan), cfg.index or "")
         index_done = cfg.index is None or (meta is not None and any(s["run_id"] == run_id for s in meta["segments"]))
@@ -150,7 +160,7 @@ class DedupStage(Stage):
         glob["signature_text_bytes"] = sig.get("text_bytes", 0)
 
         todo = [t for t in tasks if committed[t.name] is None]
-        args = [(plan_ref, t.index, str(out_dir), t.name, h, t.fingerprint, glob if t.index == 0 else {})
+        args = [(plan_ref, t.index, str(out), t.name, h, t.fingerprint, glob if t.index == 0 else {})
                 for t in todo]
         new = _run_phase(runtime, "commit", ph.commit, args, stats=stats)
         records = {t.name: committed[t.name] for t in tasks if committed[t.name] is not None}
@@ -164,18 +174,18 @@ class DedupStage(Stage):
                        [(plan_ref, j, cfg.index, run_id) for j in range(P)], stats=stats)
             idx.finish_segment(plan, cfg.index, run_id, [t.inputs[0] for t in tasks], docs)
         if not cfg.keep_work:
-            import shutil
-
             # _work as a whole: also the work of an earlier, killed run under other execution
             # settings (partitions), which this run did not resume (one writer per directory)
-            shutil.rmtree(Path(plan.work).parent, ignore_errors=True)
+            store.remove_tree(store.parent(plan.work))
         log.info("dedup phases: %s", ", ".join(f"{k} {v['wall_s']:.1f}s/{v['max_rss_mb']:.0f}MB" for k, v in stats.items()))
         return [records[t.name] for t in tasks]
 
     # ------------------------------------------------------------------------------------------
-    def _plan(self, tasks: Sequence[ShardTask], out_dir: Path, run_id: str, meta: dict[str, Any] | None) -> "ph.Plan":
+    def _plan(self, tasks: Sequence[ShardTask], out_dir: Path | str, run_id: str,
+              meta: dict[str, Any] | None) -> "ph.Plan":
         from winnow.stages.dedup import index as idx
         from winnow.stages.dedup import phases as ph
+        from winnow.stages.dedup import store
 
         cfg = self.config
         segments, offset = idx.base_segments(meta, cfg.index or "", run_id)
@@ -187,13 +197,13 @@ class DedupStage(Stage):
             # rows from the footers of at most 64 evenly spaced shards, extrapolated (the driver
             # must not read every footer of a 10^5-shard input)
             sample = tasks[:: max(1, len(tasks) // 64)] if tasks else []
-            rows = sum(shard_io.shard_rows(t.inputs[0]) for t in sample)
+            rows = sum(store.parquet_rows(t.inputs[0]) for t in sample)
             docs = rows * len(tasks) / max(1, len(sample))
             need = math.ceil(max(docs, 1) * cfg.num_bands / cfg.rows_per_partition)
             partitions = 1 << max(0, math.ceil(math.log2(need)))
         work_key = hashlib.sha256(json.dumps([run_id, [s.name for s in segments], offset, partitions])
                                   .encode()).hexdigest()[:16]
-        return ph.Plan(work=str(out_dir / "_work" / work_key), inputs=tuple(t.inputs[0] for t in tasks),
+        return ph.Plan(work=str(store.join(out_dir, "_work", work_key)), inputs=tuple(t.inputs[0] for t in tasks),
                        shard_offset=offset, partitions=partitions, num_perm=cfg.num_perm,
                        num_bands=cfg.num_bands, rows_per_band=cfg.rows_per_band, ngram=cfg.ngram, seed=cfg.seed,
                        cjk=cfg.cjk, scope=cfg.scope, exact=cfg.exact, verify=cfg.verify, verify_k=cfg.verify_k,
@@ -206,18 +216,17 @@ class DedupStage(Stage):
 
         Round k reads cc-k and writes cc-(k+1); `cc-progress.json` records finished rounds, so a
         killed run resumes at its last finished round, and rounds no longer needed are deleted."""
-        import shutil
-
-        from winnow.pipeline.shards import read_json, write_json_atomic
         from winnow.stages.dedup import phases as ph
         from winnow.stages.dedup import shuffle as sh
+        from winnow.stages.dedup import store
 
         P = plan.partitions
         if edges <= self.config.union_find_max_edges:
             r = _run_phase(runtime, "components (union-find)", ph.cc_union_find, [(plan_ref, 0)], stats=stats)
             return [str(plan.path("cc-final", 0))], {"cc_fast_path": 1, "cc_rounds": 0, "cc_nodes": r[0]["nodes"]}
-        progress_path = Path(plan.work) / "cc-progress.json"
-        changed: list[int] = read_json(progress_path)["changed"] if progress_path.exists() else []
+        progress_path = store.join(plan.work, "cc-progress.json")
+        raw = store.read_bytes(progress_path)
+        changed: list[int] = json.loads(raw)["changed"] if raw is not None else []
         k = len(changed)
         while not (k >= 2 and k % 2 == 0 and changed[-1] == 0 and changed[-2] == 0):
             if k >= 400:
@@ -227,9 +236,9 @@ class DedupStage(Stage):
                                            [(plan_ref, k, j) for j in range(P)], stats=stats))
             changed.append(r.get("changed", 0))
             k += 1
-            write_json_atomic({"changed": changed}, progress_path)
+            store.write_json(progress_path, {"changed": changed})
             if k - 1 >= 1:  # round k-1's input is no longer needed (cc-000 is kept: verify's output)
-                shutil.rmtree(Path(plan.work) / f"cc-{k - 1:03d}", ignore_errors=True)
+                store.remove_tree(store.join(plan.work, f"cc-{k - 1:03d}"))
         r = sh.sum_counters(_run_phase(runtime, "components result", ph.cc_final, [(plan_ref, k, j) for j in range(P)],
                                        stats=stats))
         return [str(p) for p in plan.paths("cc-final", P)], {"cc_fast_path": 0, "cc_rounds": k // 2,

@@ -20,10 +20,16 @@ step atomic, so a killed run redoes only what is missing.
 Only *kept* documents are indexed (the index is the set of published documents); a new document
 that is a near-duplicate only of an already-removed old document is therefore not caught, which
 is the price of an index 10× smaller at DeepSeek's 89.8% removal rate. One writer at a time.
+
+On object storage (IDX an ``s3://…`` URL) there is no rename: a run builds its segment directly
+under its final name ``seg-<offset>-<run>``, and the segment exists for readers only once
+index.json lists it (index.json is the commit record, written last, one PUT). A segment folder
+that index.json does not list is an interrupted run's, which a rerun of that run completes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -32,11 +38,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from winnow.pipeline.shards import read_json, write_json_atomic
 from winnow.stages.dedup import minhash as mh
 from winnow.stages.dedup import normalize as nz
 from winnow.stages.dedup import phases as ph
 from winnow.stages.dedup import shuffle as sh
+from winnow.stages.dedup import store
 
 INDEX_FILE = "index.json"
 FORMAT = 1
@@ -55,11 +61,12 @@ def index_params(plan_like: Any) -> dict[str, Any]:
 
 
 def load_index(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """index.json of an index directory, or None for a new (absent or empty) index."""
-    p = Path(path) / INDEX_FILE
-    if not p.exists():
+    """index.json of an index directory (or object-store prefix), or None for a new (absent or
+    empty) index."""
+    raw = store.read_bytes(store.join(path, INDEX_FILE))
+    if raw is None:
         return None
-    meta = read_json(p)
+    meta = json.loads(raw)
     if meta.get("format") != FORMAT:
         raise IndexMismatch(f"{path}: index format {meta.get('format')}, this winnow writes {FORMAT}")
     return meta
@@ -77,7 +84,7 @@ def base_segments(meta: dict[str, Any] | None, index_dir: str, run_id: str) -> t
     if meta is None:
         return [], 0
     segs = [s for s in meta["segments"] if s["run_id"] != run_id]
-    out = [ph.Segment(name=s["name"], path=str(Path(index_dir) / s["name"]), shard_offset=s["shard_offset"],
+    out = [ph.Segment(name=s["name"], path=str(store.join(index_dir, s["name"])), shard_offset=s["shard_offset"],
                       num_shards=s["num_shards"], keys_dir=s.get("keys_dir", "")) for s in segs]
     nxt = max((s.shard_offset + s.num_shards for s in out), default=0)
     return out, nxt
@@ -87,6 +94,15 @@ def building_dir(index_dir: str, run_id: str) -> Path:
     return Path(index_dir) / f"_building-{run_id}"
 
 
+def _build_root(plan: ph.Plan, index_dir: str, run_id: str) -> Any:
+    """Where a run builds its segment: `_building-<run>` (renamed into place at the end) in a
+    local index; the segment's final folder in an object-store index (no rename there: the
+    index.json listing is the commit)."""
+    if store.is_remote(index_dir):
+        return store.join(index_dir, segment_name(plan.shard_offset, run_id))
+    return building_dir(index_dir, run_id)
+
+
 def segment_name(shard_offset: int, run_id: str) -> str:
     return f"seg-{shard_offset:06d}-{run_id[:8]}"
 
@@ -94,10 +110,10 @@ def segment_name(shard_offset: int, run_id: str) -> str:
 def build_segment_shard(plan: ph.Plan, i: int, index_dir: str, run_id: str) -> dict[str, Any]:
     """Add input shard i's kept documents to the segment being built: signatures (no text is read),
     band keys and content hashes, renumbered to the kept rows and marked as old."""
-    root = building_dir(index_dir, run_id)
-    out_sig = root / "sig" / f"part-{i:05d}.arrow"
-    out_bands = root / "bands" / f"part-{i:05d}.arrow"
-    out_exact = root / "exact" / f"part-{i:05d}.arrow"
+    root = _build_root(plan, index_dir, run_id)
+    out_sig = store.join(root, "sig", f"part-{i:05d}.arrow")
+    out_bands = store.join(root, "bands", f"part-{i:05d}.arrow")
+    out_exact = store.join(root, "exact", f"part-{i:05d}.arrow")
     done = sh.is_done(out_exact)
     if done is not None:
         return done
@@ -131,12 +147,12 @@ def build_segment_shard(plan: ph.Plan, i: int, index_dir: str, run_id: str) -> d
 def compact_segment_partition(plan: ph.Plan, j: int, index_dir: str, run_id: str) -> dict[str, Any]:
     """Partition j of the segment being built: the per-shard band and content-hash files merged
     into one file each, so later runs read one file per segment and partition."""
-    root = building_dir(index_dir, run_id)
+    root = _build_root(plan, index_dir, run_id)
     out = {}
     for kind, schema in (("bands", ph.BAND_SCHEMA), ("exact", ph.EXACT_MAP_SCHEMA)):
-        dest = root / kind / f"p-{j:05d}.arrow"
+        dest = store.join(root, kind, f"p-{j:05d}.arrow")
         if sh.is_done(dest) is None:
-            parts = [root / kind / f"part-{i:05d}.arrow" for i in range(plan.num_shards)]
+            parts = [store.join(root, kind, f"part-{i:05d}.arrow") for i in range(plan.num_shards)]
             sh.write_table(dest, sh.read_partition(parts, j, schema))
             sh.mark_done(dest, {})
         out[kind] = str(dest)
@@ -144,14 +160,22 @@ def compact_segment_partition(plan: ph.Plan, j: int, index_dir: str, run_id: str
 
 
 def finish_segment(plan: ph.Plan, index_dir: str, run_id: str, inputs: list[str], docs: int) -> dict[str, Any]:
-    """Drop the per-shard key files, rename the built segment into place and list it in
-    index.json (the commit point)."""
+    """Drop the per-shard key files, rename the built segment into place (a local index; on
+    object storage it was built in place) and list it in index.json (the commit point)."""
     index_dir = str(index_dir)
     meta = load_index(index_dir) or {"format": FORMAT, "params": index_params(plan), "partitions": plan.partitions,
                                      "segments": []}
     if any(s["run_id"] == run_id for s in meta["segments"]):
         return meta
     name = segment_name(plan.shard_offset, run_id)
+    if store.is_remote(index_dir):
+        root = _build_root(plan, index_dir, run_id)
+        if not store.is_dir(store.join(root, "sig")):
+            raise FileNotFoundError(f"{root}: segment was not built")
+        store.remove_files([store.join(root, kind, n) for kind in ("bands", "exact")
+                            for n in store.list_names(store.join(root, kind))
+                            if n.startswith("part-") or n == sh.DIRECTORY])
+        return _list_segment(plan, index_dir, run_id, inputs, docs, meta, name)
     final = Path(index_dir) / name
     src = building_dir(index_dir, run_id)
     if src.exists():
@@ -163,18 +187,24 @@ def finish_segment(plan: ph.Plan, index_dir: str, run_id: str, inputs: list[str]
         os.replace(src, final)
     elif not final.exists():
         raise FileNotFoundError(f"{src}: segment was not built")
+    return _list_segment(plan, index_dir, run_id, inputs, docs, meta, name)
+
+
+def _list_segment(plan: ph.Plan, index_dir: str, run_id: str, inputs: list[str], docs: int,
+                  meta: dict[str, Any], name: str) -> dict[str, Any]:
+    """Add the finished segment to index.json and write it: the commit point."""
     meta["segments"].append({"name": name, "run_id": run_id, "shard_offset": plan.shard_offset,
                              "num_shards": plan.num_shards, "docs": docs, "inputs": inputs})
     meta["next_shard"] = plan.shard_offset + plan.num_shards
     meta["docs"] = sum(s["docs"] for s in meta["segments"])
-    write_json_atomic(meta, Path(index_dir) / INDEX_FILE)
+    store.write_json(store.join(index_dir, INDEX_FILE), meta)
     return meta
 
 
 # ---- resharding -----------------------------------------------------------------------------------
 
-def _segment_keys_dir(index_dir: str, seg: dict[str, Any]) -> Path:
-    return Path(index_dir) / seg["name"] / seg.get("keys_dir", "")
+def _segment_keys_dir(index_dir: str, seg: dict[str, Any]) -> Any:
+    return store.join(index_dir, seg["name"], seg.get("keys_dir", ""))
 
 
 def reshard_partition(index_dir: str, seg: dict[str, Any], old_parts: int, new_parts: int, j: int) -> dict[str, int]:
@@ -182,16 +212,16 @@ def reshard_partition(index_dir: str, seg: dict[str, Any], old_parts: int, new_p
     hold its rows: with power-of-two counts, key mod new is key mod old refined (growing reads the
     one old file j mod old; shrinking reads the old files j, j + new, ...). Resumable per file."""
     src = _segment_keys_dir(index_dir, seg)
-    dest = Path(index_dir) / seg["name"] / f"p-{new_parts}"
+    dest = store.join(index_dir, seg["name"], f"p-{new_parts}")
     olds = [j % old_parts] if new_parts >= old_parts else list(range(j, old_parts, new_parts))
     rows = {}
     for kind, schema, col in (("bands", ph.BAND_SCHEMA, "band"), ("exact", ph.EXACT_MAP_SCHEMA, "h1")):
-        out = dest / kind / f"p-{j:05d}.arrow"
+        out = store.join(dest, kind, f"p-{j:05d}.arrow")
         done = sh.is_done(out)
         if done is not None:
             rows[kind] = done["rows"]
             continue
-        t = sh.read_all([src / kind / f"p-{o:05d}.arrow" for o in olds], schema)
+        t = sh.read_all([store.join(src, kind, f"p-{o:05d}.arrow") for o in olds], schema)
         if new_parts > old_parts and t.num_rows:
             t = t.filter(pa.array((ph._col(t, col) % np.uint64(new_parts)).astype(np.int64) == j))
         sh.write_table(out, t)
@@ -214,12 +244,14 @@ def reshard(index_dir: str | os.PathLike[str], partitions: int,
     if meta is None:
         raise FileNotFoundError(f"{index_dir}: no {INDEX_FILE}: not a dedup index")
     old_parts = int(meta["partitions"])
-    pending = sorted(d.name for d in Path(index_dir).glob("_building-*"))
+    listed = {seg["name"] for seg in meta["segments"]}
+    pending = [n for n in store.list_names(index_dir)
+               if n.startswith("_building-") or (store.is_remote(index_dir) and n.startswith("seg-") and n not in listed)]
     if pending:
         raise ValueError(f"{index_dir}: a dedup run adding to this index was interrupted ({pending[0]}); "
                          "rerun it to completion before resharding")
     for seg in meta["segments"]:
-        if not (Path(index_dir) / seg["name"]).is_dir():
+        if not store.is_dir(store.join(index_dir, seg["name"])):
             raise FileNotFoundError(f"{index_dir}: segment {seg['name']} listed in {INDEX_FILE} is missing")
     if old_parts != partitions:
         run = map_fn or (lambda fn, args: [fn(*a) for a in args])
@@ -228,21 +260,21 @@ def reshard(index_dir: str | os.PathLike[str], partitions: int,
         old_dirs = {seg["name"]: _segment_keys_dir(index_dir, seg) for seg in meta["segments"]}
         meta = {**meta, "partitions": partitions,
                 "segments": [{**seg, "keys_dir": f"p-{partitions}"} for seg in meta["segments"]]}
-        write_json_atomic(meta, Path(index_dir) / INDEX_FILE)  # the commit point
+        store.write_json(store.join(index_dir, INDEX_FILE), meta)  # the commit point
         for name, old in old_dirs.items():
             for kind in ("bands", "exact"):
-                shutil.rmtree(old / kind, ignore_errors=True)
-            if old != Path(index_dir) / name:
-                shutil.rmtree(old, ignore_errors=True)
+                store.remove_tree(store.join(old, kind))
+            if str(old) != str(store.join(index_dir, name)):
+                store.remove_tree(old)
     # files of an earlier, killed reshard to another count
     for seg in meta["segments"]:
-        root = Path(index_dir) / seg["name"]
-        for d in root.glob("p-*"):
-            if d.is_dir() and d.name != seg.get("keys_dir", ""):
-                shutil.rmtree(d, ignore_errors=True)
+        root = store.join(index_dir, seg["name"])
+        for n in store.list_names(root):
+            if n.startswith("p-") and n != seg.get("keys_dir", "") and store.is_dir(store.join(root, n)):
+                store.remove_tree(store.join(root, n))
         if seg.get("keys_dir"):
             for kind in ("bands", "exact"):
-                shutil.rmtree(root / kind, ignore_errors=True)
+                store.remove_tree(store.join(root, kind))
     return meta
 
 

@@ -26,26 +26,27 @@ Keep rule (deterministic, independent of sharding and worker count): a document 
 index wins; then the earliest ``crawl_date`` (missing dates last); then the smallest ``id``; then
 the smallest key (only reachable when ids repeat).
 
-Work files live under ``OUT/_work/<run>/`` on a POSIX filesystem (atomic rename, memory-mapped
-reads): a multi-node cluster needs OUT on shared storage (NFS, Lustre, FSx…).
+Work files live under ``OUT/_work/<run>/``: on a local filesystem (atomic rename, memory-mapped
+reads), or, when OUT is an object-store URL (``s3://…``), on the object store itself, so a
+multi-node cluster needs no shared disk: each task writes its files as PUTs and its done record
+last, and reads what it needs with ranged GETs (`store.py`). Input shards may be URLs too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xxhash
 
 from winnow.pipeline import shards as shard_io
 from winnow.stages.dedup import components as cc
 from winnow.stages.dedup import minhash as mh
 from winnow.stages.dedup import shuffle as sh
+from winnow.stages.dedup import store
 
 NEW_FLAG = np.uint64(1 << 63)
 ROW_MASK = np.int64(0xFFFFFFFF)
@@ -117,10 +118,11 @@ class Plan:
     segments: tuple[Segment, ...] = ()
 
     # ---- paths -------------------------------------------------------------------------
-    def path(self, phase: str, i: int) -> Path:
-        return Path(self.work) / phase / f"part-{i:05d}.arrow"
+    def path(self, phase: str, i: int) -> Any:
+        """Work file i of a phase: a `Path` under a local work folder, a URL string under a remote one."""
+        return store.join(self.work, phase, f"part-{i:05d}.arrow")
 
-    def paths(self, phase: str, n: int) -> list[Path]:
+    def paths(self, phase: str, n: int) -> list[Any]:
         return [self.path(phase, i) for i in range(n)]
 
     @property
@@ -130,18 +132,18 @@ class Plan:
     def gshard(self, i: int) -> int:
         return self.shard_offset + i
 
-    def sig_path(self, gshard: int) -> Path:
+    def sig_path(self, gshard: int) -> Any:
         """Where the signature file of a global shard lives: this run's work dir or a segment."""
         if gshard >= self.shard_offset:
             return self.path("sig", gshard - self.shard_offset)
         for seg in self.segments:
             if seg.shard_offset <= gshard < seg.shard_offset + seg.num_shards:
-                return Path(seg.path) / "sig" / f"part-{gshard - seg.shard_offset:05d}.arrow"
+                return store.join(seg.path, "sig", f"part-{gshard - seg.shard_offset:05d}.arrow")
         raise KeyError(f"global shard {gshard} is in no index segment")
 
-    def segment_files(self, kind: str, part: int) -> list[Path]:
+    def segment_files(self, kind: str, part: int) -> list[Any]:
         """Partition `part` of every index segment's `kind` ("bands" / "exact"): one file each."""
-        return [Path(seg.path) / seg.keys_dir / kind / f"p-{part:05d}.arrow" for seg in self.segments]
+        return [store.join(seg.path, seg.keys_dir, kind, f"p-{part:05d}.arrow") for seg in self.segments]
 
 
 # ---- small helpers ---------------------------------------------------------------------------
@@ -170,8 +172,9 @@ def _sig_array(sig: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(sig.reshape(-1), type=pa.uint32()), k)
 
 
-def load_sig_file(path: Path) -> pa.Table:
-    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+def load_sig_file(path: Any) -> pa.Table:
+    """A whole signature file (memory-mapped locally, one GET on object storage)."""
+    return store.read_ipc(path)
 
 
 def crawl_seconds(col: pa.ChunkedArray | pa.Array | None, n: int) -> np.ndarray:
@@ -225,12 +228,12 @@ def content_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_columns(path: str, wanted: list[str]) -> list[str]:
-    names = pq.ParquetFile(path).schema_arrow.names
+    names = store.parquet_columns(path)
     return [c for c in wanted if c in names]
 
 
 def _iter_input(plan: Plan, path: str, columns: list[str]):
-    pf = pq.ParquetFile(path)
+    pf = store.parquet_file(path)
     cols = [c for c in columns if c in pf.schema_arrow.names]
     if "text" not in cols or "id" not in cols:
         raise ValueError(f"{path}: dedup needs columns id and text, has {pf.schema_arrow.names}")
@@ -323,7 +326,7 @@ def signatures(plan: Plan, i: int) -> dict[str, Any]:
     out_sig = plan.path("sig", i)
     out_bands = plan.path("bands", i)
     done = sh.is_done(out_bands)
-    if done is not None and out_sig.exists():
+    if done is not None and store.exists(out_sig):
         return done
     g = plan.gshard(i)
     ex_key = ex_rep = ex_size = np.zeros(0, np.int64)
@@ -456,7 +459,7 @@ def _lookup(plan: Plan, keys: np.ndarray, columns: list[str]) -> dict[str, np.nd
     return out
 
 
-def _write_cc_input(plan: Plan, out: Path, u: np.ndarray, v: np.ndarray, contract: bool = False) -> None:
+def _write_cc_input(plan: Plan, out: Any, u: np.ndarray, v: np.ndarray, contract: bool = False) -> None:
     """Edges in the large-star input layout: both directions, partitioned by the first node.
 
     `contract`: first replace this task's edges by a star forest with the same components
@@ -693,11 +696,11 @@ def _dump_column(path: str) -> pa.Array | None:
     """The `dump` column of an input shard (read alone, dictionary-encoded: a few KB for a
     shard of one dump), cached per worker; None when the shard has no `dump` column."""
     if path not in _DUMP_COLUMNS:
-        if "dump" not in pq.ParquetFile(path).schema_arrow.names:
+        if "dump" not in store.parquet_columns(path):
             return None
         if len(_DUMP_COLUMNS) >= _DUMP_COLUMNS_MAX:
             _DUMP_COLUMNS.pop(next(iter(_DUMP_COLUMNS)))
-        col = pq.read_table(path, columns=["dump"], read_dictionary=["dump"]).column("dump")
+        col = store.read_parquet(path, columns=["dump"], read_dictionary=["dump"]).column("dump")
         _DUMP_COLUMNS[path] = col.combine_chunks()
     return _DUMP_COLUMNS[path]
 
@@ -746,9 +749,10 @@ def dump_overlap(plan: Plan, i: int, dumps: pa.ChunkedArray | pa.Array, removed:
 
 def commit(plan: Plan, i: int, out_dir: str, name: str, config_hash: str, fingerprint: str,
            extra_counters: dict[str, int]) -> dict[str, Any]:
-    """Write output shard i: kept rows with dup_cluster / dup_cluster_size, rejected rows with reasons."""
+    """Write output shard i: kept rows with dup_cluster / dup_cluster_size, rejected rows with
+    reasons, into the stage directory `out_dir` (local, or an object-store URL: `store.commit_shard`)."""
     d = decide(plan, i)
-    table = pq.read_table(plan.inputs[i])
+    table = store.read_parquet(plan.inputs[i])
     n = table.num_rows
     if n != len(d["decision"]):
         raise RuntimeError(f"shard {i}: input has {n} rows, signatures {len(d['decision'])}")
@@ -790,5 +794,5 @@ def commit(plan: Plan, i: int, out_dir: str, name: str, config_hash: str, finger
     sig_done = sh.is_done(plan.path("bands", i)) or {}
     counters["invalid_utf8"] = int(sig_done.get("invalid_utf8", 0))
     counters.update(extra_counters)
-    return shard_io.commit_shard(out_dir, name, kept=kept, rejected=rejected, input_rows=n,
+    return store.commit_shard(out_dir, name, kept=kept, rejected=rejected, input_rows=n,
                                  config_hash=config_hash, fingerprint=fingerprint, counters=counters, stats=stats)

@@ -11,8 +11,12 @@ ones by what they lack, so the directory is as small as the records). A reduce t
 directory (memory-mapped) and opens only those files, taking its batch from each: O(S + P) files
 created per phase, and a reducer opens the files that hold its partition, not all S.
 
-Files appear by atomic rename; a small JSON beside each (written after it) records the task's
-counters and marks it done, which makes every phase resumable task by task. A reader without a
+Files appear by atomic rename (locally) or as one PUT (on object storage, `store.py`); a small
+JSON beside each (written after it) records the task's counters and marks it done, which makes
+every phase resumable task by task — and, on an object store without rename, is what makes a
+file count: a file without its done record is rewritten. On object storage a reducer reads the
+footer and its own batch of each file it opens (ranged GETs), and the few entries of the
+directory it needs, never whole files. A reader without a
 directory (a phase being resumed, or files of the former layout, which have no ``winnow.parts``)
 opens every file and still reads only its own batch.
 """
@@ -28,8 +32,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from winnow.pipeline import shards as shard_io
-from winnow.pipeline.shards import write_json_atomic
+from winnow.stages.dedup import store
 
 PARTS_KEY = b"winnow.parts"
 NUM_PARTS_KEY = b"winnow.num_parts"
@@ -38,6 +41,10 @@ _DIR_MAGIC = 0x57534844  # "WSHD"
 _PART_FILE = re.compile(r"^part-(\d+)\.arrow$")
 #: counters of the files opened and bytes written by this process (bench/shuffle.py reads them)
 IO_COUNTERS = {"files_opened": 0, "bytes_written": 0, "files_written": 0}
+#: shuffle records of the files this process wrote last (path -> record), so `mark_done` need not
+#: read back a footer it just wrote (a GET on object storage); bounded, popped when used
+_WRITTEN: dict[str, dict[str, Any]] = {}
+_WRITTEN_MAX = 64
 
 
 def _encode_parts(present: np.ndarray, num_parts: int) -> bytes:
@@ -69,8 +76,6 @@ def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.n
     Rows keep their relative order inside a partition (stable sort), so output bytes depend only
     on the input. Returns the row count per partition.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     parts = np.asarray(parts, dtype=np.int64)
     if len(parts) != table.num_rows:
         raise ValueError("one partition per row")
@@ -86,7 +91,7 @@ def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.n
                                          PARTS_KEY: _encode_parts(present, num_parts),
                                          NUM_PARTS_KEY: str(num_parts).encode()})
     table = table.replace_schema_metadata(schema.metadata)
-    with shard_io.atomic_path(path) as tmp:
+    with store.writing(path) as tmp:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for j in present.tolist():
                 part = table.slice(int(bounds[j]), int(counts[j])).combine_chunks()
@@ -94,6 +99,11 @@ def write_partitioned(path: str | os.PathLike[str], table: pa.Table, parts: np.n
                 writer.write_batch(batches[0] if len(batches) == 1 else pa.concat_batches(batches))
         IO_COUNTERS["bytes_written"] += os.path.getsize(tmp)
         IO_COUNTERS["files_written"] += 1
+    if _file_number(path) is not None:
+        if len(_WRITTEN) >= _WRITTEN_MAX:
+            _WRITTEN.pop(next(iter(_WRITTEN)))
+        _WRITTEN[str(path)] = {"path": str(path), "num_parts": num_parts,
+                               "parts": schema.metadata[PARTS_KEY].decode()}
     return [int(c) for c in counts]
 
 
@@ -102,9 +112,10 @@ def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
     write_partitioned(path, table, np.zeros(table.num_rows, np.int64), 1)
 
 
-def _open(path: str | os.PathLike[str]) -> pa.ipc.RecordBatchFileReader:
+def _read(path: str | os.PathLike[str], fn: Any) -> Any:
+    """`fn(reader)` on one shuffle file (`store.with_ipc`: memory-mapped, or ranged reads)."""
     IO_COUNTERS["files_opened"] += 1
-    return pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    return store.with_ipc(path, fn)
 
 
 def file_parts(reader: pa.ipc.RecordBatchFileReader) -> tuple[np.ndarray | None, int]:
@@ -136,7 +147,7 @@ def read_partition(paths: Iterable[str | os.PathLike[str]], part: int, schema: p
     paths = list(paths)
     tables = []
     for p in files_holding(paths, part):
-        batch = _batch_of(_open(p), part, p)
+        batch = _read(p, lambda reader, p=p: _batch_of(reader, part, p))
         if batch is not None and batch.num_rows:
             tables.append(pa.Table.from_batches([batch]))
     if not tables:
@@ -147,14 +158,15 @@ def read_partition(paths: Iterable[str | os.PathLike[str]], part: int, schema: p
 
 def num_partitions(path: str | os.PathLike[str]) -> int:
     """How many partitions a shuffle file was written with."""
-    return file_parts(_open(path))[1]
+    return _read(path, lambda reader: file_parts(reader)[1])
 
 
 def read_all(paths: Iterable[str | os.PathLike[str]], schema: pa.Schema) -> pa.Table:
     """Every row of every file (all partitions)."""
     tables = []
     for p in paths:
-        t = _open(p).read_all()
+        IO_COUNTERS["files_opened"] += 1
+        t = store.read_ipc(p)
         if t.num_rows:
             tables.append(t.replace_schema_metadata(schema.metadata))
     if not tables:
@@ -165,23 +177,27 @@ def read_all(paths: Iterable[str | os.PathLike[str]], schema: pa.Schema) -> pa.T
 # ---- the per-phase partition directory ---------------------------------------------------------
 
 def _file_number(path: str | os.PathLike[str]) -> int | None:
-    m = _PART_FILE.match(Path(path).name)
+    m = _PART_FILE.match(store.name(path))
     return int(m.group(1)) if m else None
 
 
 def shuffle_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """What the directory needs to know about one written shuffle file (read from its footer):
     its path, partition count and the partitions it holds ("*" for all)."""
-    if _file_number(path) is None or not Path(path).exists():
+    if _file_number(path) is None:
         return None
-    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-    meta = reader.schema.metadata or {}
+    known = _WRITTEN.pop(str(path), None)
+    if known is not None:
+        return known
+    if not store.exists(path):
+        return None
+    meta = store.with_ipc(path, lambda reader: reader.schema.metadata) or {}
     if PARTS_KEY not in meta:
         return None
     return {"path": str(path), "num_parts": int(meta[NUM_PARTS_KEY]), "parts": meta[PARTS_KEY].decode()}
 
 
-def publish_directories(results: Sequence[Any]) -> list[Path]:
+def publish_directories(results: Sequence[Any]) -> list[Any]:
     """Write ``_directory.npy`` into every shuffle directory the tasks' done records name.
 
     Called by the driver after a phase (all its tasks done): nothing is read but the records.
@@ -194,7 +210,7 @@ def publish_directories(results: Sequence[Any]) -> list[Path]:
         if not isinstance(r, dict):
             continue
         for rec in r.get("shuffle", ()) or ():
-            by_dir.setdefault(str(Path(rec["path"]).parent), []).append(rec)
+            by_dir.setdefault(str(store.parent(rec["path"])), []).append(rec)
     written = []
     for d, recs in by_dir.items():
         nums = {rec["num_parts"] for rec in recs}
@@ -225,10 +241,8 @@ def publish_directories(results: Sequence[Any]) -> list[Path]:
 
         arr = np.concatenate([[_DIR_MAGIC, len(recs), P, len(everything)], sorted(everything),
                               *csr(*present), *csr(*absent)]).astype(np.int64)
-        dest = Path(d) / DIRECTORY
-        with shard_io.atomic_path(dest) as tmp:
-            with open(tmp, "wb") as f_out:
-                np.save(f_out, arr)
+        dest = store.join(d, DIRECTORY)
+        store.save_int64_array(dest, arr)
         written.append(dest)
     return written
 
@@ -238,35 +252,40 @@ def files_holding(paths: Sequence[str | os.PathLike[str]], part: int) -> list[st
     folder; all of `paths` when the folder has no directory or it does not cover them."""
     if not paths:
         return []
-    folder = Path(paths[0]).parent
+    folder = str(store.parent(paths[0]))
     nums = [_file_number(p) for p in paths]
-    if any(n is None for n in nums) or any(Path(p).parent != folder for p in paths):
+    if any(n is None for n in nums) or any(str(store.parent(p)) != folder for p in paths):
         return paths
-    dpath = folder / DIRECTORY
-    if not dpath.exists():
-        return paths
-    try:
-        arr = np.load(dpath, mmap_mode="r")
+    dpath = store.join(folder, DIRECTORY)
+
+    def _holders(arr: Any) -> set[int] | None:
+        """The file numbers holding `part`, from the few entries of the directory it needs."""
         IO_COUNTERS["files_opened"] += 1
         magic, listed, P, n_all = (int(x) for x in arr[:4])
-    except (OSError, ValueError):
+        if magic != _DIR_MAGIC or listed < len(paths) or part >= P:
+            return None
+        base = 4 + n_all
+        lo, hi = int(arr[base + part]), int(arr[base + part + 1])
+        n_present = int(arr[base + P])
+        holders = set(arr[base + P + 1 + lo:base + P + 1 + hi].tolist())
+        base2 = base + P + 1 + n_present
+        lo, hi = int(arr[base2 + part]), int(arr[base2 + part + 1])
+        return holders | (set(arr[4:base].tolist()) - set(arr[base2 + P + 1 + lo:base2 + P + 1 + hi].tolist()))
+
+    try:
+        holders = store.with_int64_array(dpath, _holders)
+    except (OSError, ValueError):  # no directory (a phase being resumed), or not a readable one
         return paths
-    if magic != _DIR_MAGIC or listed < len(paths) or part >= P:
+    if holders is None:
         return paths
-    base = 4 + n_all
-    lo, hi = int(arr[base + part]), int(arr[base + part + 1])
-    n_present = int(arr[base + P])
-    holders = set(arr[base + P + 1 + lo:base + P + 1 + hi].tolist())
-    base2 = base + P + 1 + n_present
-    lo, hi = int(arr[base2 + part]), int(arr[base2 + part + 1])
-    holders |= set(arr[4:base].tolist()) - set(arr[base2 + P + 1 + lo:base2 + P + 1 + hi].tolist())
     return [p for p, n in zip(paths, nums) if n in holders]
 
 
 # ---- task completion ----------------------------------------------------------------------------
 
-def done_path(path: str | os.PathLike[str]) -> Path:
-    return Path(str(path) + ".done.json")
+def done_path(path: str | os.PathLike[str]) -> Any:
+    """The done record beside a task's output (a `Path` locally, a URL string remotely)."""
+    return str(path) + ".done.json" if store.is_remote(path) else Path(str(path) + ".done.json")
 
 
 def mark_done(path: str | os.PathLike[str], counters: dict[str, Any],
@@ -277,13 +296,21 @@ def mark_done(path: str | os.PathLike[str], counters: dict[str, Any],
     recs = [r for r in (shuffle_record(p) for p in (shuffles if shuffles is not None else [path])) if r]
     if recs:
         counters = {**counters, "shuffle": recs}
-    write_json_atomic(counters, done_path(path))
+    store.write_json(done_path(path), counters)
     return counters
 
 
 def is_done(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The counters of a finished task, or None if it has to run (again)."""
     d = done_path(path)
+    if store.is_remote(path):
+        raw = store.read_bytes(d)
+        if raw is None or not store.exists(path):
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
     if not d.exists() or not Path(path).exists():
         return None
     try:
