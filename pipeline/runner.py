@@ -264,6 +264,8 @@ class SerialRuntime(Runtime):
 
     def map_shards(self, stage: ShardMapStage, tasks: Sequence[ShardTask], out_dir: Path) -> list[dict[str, Any]]:
         stage.setup()
+        if remote_io.is_url(str(out_dir)):
+            return [remote_io.commit_shard_remote(stage.run_and_commit, t, str(out_dir)) for t in tasks]
         return [stage.run_and_commit(t, Path(out_dir)) for t in tasks]
 
     def map_tasks(self, fn: Callable[..., Any], arg_list: Sequence[tuple], desc: str, unit: str = "task",
@@ -483,11 +485,21 @@ class UnsupportedOutput(ValueError):
     """The stage cannot write its output to object storage (yet); the message says which can."""
 
 
-def _json_bytes(obj: Any) -> bytes:
-    """JSON as `shards.write_json_atomic` writes it (sorted keys, indented, trailing newline)."""
-    import json
+def supports_object_storage(stage: Stage | type[Stage]) -> bool:
+    """Whether a stage (or stage class) can write its output directory to object storage: a
+    shard-map stage that keeps the default `execute` (every shard goes through
+    `Runtime.map_shards`, which commits remotely), or a stage that says so with a class attribute
+    `object_storage = True` (its `execute` and `check_output` take a URL `out_dir`)."""
+    cls = stage if isinstance(stage, type) else type(stage)
+    if getattr(cls, "object_storage", False):
+        return True
+    return issubclass(cls, ShardMapStage) and not cls.whole_dataset and cls.execute is ShardMapStage.execute
 
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+def _registry() -> dict[str, type[Stage]]:
+    from winnow.stages import registry
+
+    return registry()
 
 
 def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime: Runtime | None) -> dict[str, Any]:
@@ -500,15 +512,18 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     objects of shards no longer planned (or of another config) are deleted; the manifest is the
     last object written, once the counts add up. The output location is probed first
     (`remote_io.check_output_writable`), before planning: no credentials, no bucket or access
-    denied fail in seconds. Supported for shard-map stages that keep the default `execute`
-    (ingest, filter); whole-dataset stages (dedup, remix, pack, tokenizer) and decontaminate still
-    need a local or mounted output directory and raise `UnsupportedOutput`."""
+    denied fail in seconds. Supported for the stages `supports_object_storage` names (shard-map
+    stages that keep the default `execute`: ingest, filter; and stages with `object_storage =
+    True`: decontaminate); the others still need a local or mounted output directory and raise
+    `UnsupportedOutput`. Inputs may be stage directories on object storage too
+    (`shards.input_shard_entries` reads their manifests from the store)."""
     import json
     from concurrent.futures import ThreadPoolExecutor
 
-    if stage.whole_dataset or not isinstance(stage, ShardMapStage) or type(stage).execute is not ShardMapStage.execute:
-        raise UnsupportedOutput(f"{stage.name}: writing to object storage ({out_url}) is supported for shard-map "
-                                f"stages (ingest, filter) only; give {stage.name} a local or mounted output directory")
+    if not supports_object_storage(stage):
+        able = ", ".join(sorted(n for n, cls in _registry().items() if supports_object_storage(cls)))
+        raise UnsupportedOutput(f"{stage.name}: writing to object storage ({out_url}) is supported for {able} "
+                                f"only; give {stage.name} a local or mounted output directory")
     remote_io.check_output_writable(out_url)
     inputs = [absolute_input(p) for p in inputs]
     started = time.monotonic()
@@ -566,11 +581,11 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     manifest = build_manifest(stage, inputs, records, tasks)
     check_counts_chain(stage, inputs, manifest)
     stage.check_output(manifest, records, out_url)  # type: ignore[arg-type]
-    body = _json_bytes(manifest)
+    body = shard_io.json_bytes(manifest)
     if remote_io.get_bytes(manifest_url) != body:
         remote_io.put_bytes(manifest_url, body)
     elapsed = time.monotonic() - started
-    remote_io.put_bytes(remote_io.join(out_url, "stats.json"), _json_bytes({
+    remote_io.put_bytes(remote_io.join(out_url, "stats.json"), shard_io.json_bytes({
         **shard_io.merge_stats(r.get("stats") for r in records), "stage": stage.name, "seconds": round(elapsed, 3),
         "input": manifest["input"], "kept": manifest["kept"], "rejected": manifest["rejected"],
         "reasons": manifest["reasons"], "counters": manifest["counters"], "shards": len(tasks),

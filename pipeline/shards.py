@@ -10,6 +10,13 @@ A stage output directory looks like::
 
 A shard becomes visible only by rename after it is complete, so a reader never sees half a file,
 and a shard without its commit record is simply rewritten by the next run.
+
+A stage directory may also be an object-store prefix (`s3://bucket/run/filter`, `gs://…`, any
+fsspec URL; written by the runner, see docs/object-storage.md). The reading half of this module
+takes such URLs as it takes local paths: `input_shard_entries` lists the prefix and reads the
+manifest from the store, `read_shard` fetches a shard's bytes (retrying transient errors) and
+checks their sha256 against the manifest before parsing them, `upstream_kept` reads `kept` from
+the stored manifest. Local paths take the same code as before.
 """
 
 from __future__ import annotations
@@ -30,6 +37,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from winnow.pipeline.stats import Histogram, merge_stats, record_stats, shard_stats  # noqa: F401 - stats hook; re-exported for stages
+
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """True for an object-store / fsspec URL (`s3://…`); False for a local path or `file://`."""
+    s = str(path)
+    return "://" in s and not s.startswith("file://")
+
 
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
@@ -227,7 +240,14 @@ def expected_sha256(path: str | os.PathLike[str]) -> tuple[str, Path] | None:
 
 def verify_shard(path: str | os.PathLike[str]) -> None:
     """Raise ShardCorrupt when `path` is a shard of a finished stage whose bytes differ from the
-    sha256 its manifest records. Each (file, mtime, size) is hashed once per process."""
+    sha256 its manifest records. Each (file, mtime, size) is hashed once per process. An
+    object-store URL is streamed and hashed each time (see `read_shard`, which hashes the bytes
+    it parses instead)."""
+    if is_url(path):
+        expected_remote = _remote_expected_sha256(str(path))
+        if expected_remote is not None:
+            _check_digest(str(path), _remote_sha256(str(path)), *expected_remote)
+        return
     expected = expected_sha256(path)
     if expected is None:
         return
@@ -248,8 +268,12 @@ def read_shard(path: str | os.PathLike[str], columns: list[str] | None = None) -
     """A kept-document shard of any stage: parquet, or Arrow IPC (`.arrow`, memory-mapped).
 
     A shard of a finished stage is checked against the sha256 its manifest records first, and
-    a file pyarrow cannot parse is reported naming it: both raise `ShardCorrupt`."""
+    a file pyarrow cannot parse is reported naming it: both raise `ShardCorrupt`. An
+    object-store URL is fetched whole (transient errors retried), its bytes checked against the
+    sha256 its stage's stored manifest records, then parsed from memory."""
     path = str(path)
+    if is_url(path):
+        return _read_remote_shard(path, columns)
     verify_shard(path)
     try:
         if path.endswith(".arrow"):
@@ -263,9 +287,167 @@ def read_shard(path: str | os.PathLike[str], columns: list[str] | None = None) -
         raise ShardCorrupt(f"{path}: unreadable shard ({type(exc).__name__}: {exc}); rerun the stage that wrote it") from exc
 
 
+# --- stage directories on object storage: the reading half ---------------------------------------
+
+#: manifest URL -> (the store's tag of it: ETag/size, parsed manifest); re-validated by a HEAD
+_REMOTE_MANIFESTS: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def _rio() -> Any:
+    """`stages.remote_io` (imported late: `stages` imports this module)."""
+    from winnow.stages import remote_io
+
+    return remote_io
+
+
+def _remote_tag(info: dict[str, Any]) -> str:
+    tag = next((str(info[k]) for k in ("ETag", "etag", "e_tag", "md5_hash", "crc32c", "generation") if info.get(k)), "")
+    return f"{info.get('size')}:{tag}"
+
+
+def read_remote_manifest(stage_url: str) -> dict[str, Any] | None:
+    """The manifest of the stage directory at `stage_url` (an object-store prefix), read from the
+    store; None when there is none. Cached per process while the object's ETag/size stay the
+    same. A manifest that is not a JSON object raises `NotAStageOutput` naming it."""
+    import fsspec
+
+    rio = _rio()
+    url = rio.join(stage_url, MANIFEST)
+    fs, p = fsspec.core.url_to_fs(url)
+    try:
+        info = rio.with_retries(lambda: fs.info(p), url)
+    except FileNotFoundError:
+        _REMOTE_MANIFESTS.pop(url, None)
+        return None
+    tag = _remote_tag(info)
+    cached = _REMOTE_MANIFESTS.get(url)
+    if cached is not None and cached[0] == tag:
+        return cached[1]
+    raw = rio.get_bytes(url)
+    if raw is None:
+        return None
+    try:
+        m = json.loads(raw)
+    except ValueError as exc:
+        raise NotAStageOutput(f"{url}: not valid JSON ({exc}); rerun that stage") from exc
+    if not isinstance(m, dict) or not isinstance(m.get("shards"), list):
+        raise NotAStageOutput(f"{url}: not a stage manifest (no `shards` list); rerun that stage")
+    _REMOTE_MANIFESTS[url] = (tag, m)
+    return m
+
+
+def _remote_expected_sha256(url: str) -> tuple[str, str] | None:
+    """(sha256, manifest URL) the stored manifest of shard `url`'s stage (`STAGE/data/NAME`)
+    records for it; None when the shard is not under `data/` or no manifest lists it."""
+    head, _, name = url.rstrip("/").rpartition("/")
+    stage, _, sub = head.rpartition("/")
+    if sub != DATA_DIR or not stage:
+        return None
+    m = read_remote_manifest(stage)
+    if m is None:
+        return None
+    rel = f"{DATA_DIR}/{name}"
+    digest = next((s.get("sha256") for s in m["shards"] if isinstance(s, dict) and s.get("path") == rel), None)
+    return (digest, _rio().join(stage, MANIFEST)) if digest else None
+
+
+def _check_digest(path: str, actual: str, digest: str, manifest: str) -> None:
+    if actual != digest:
+        stage = manifest.rsplit("/", 1)[0]
+        raise ShardCorrupt(f"{path}: corrupt shard: sha256 {actual[:16]}… does not match {digest[:16]}… "
+                           f"recorded in {manifest}; the object changed after its stage finished "
+                           f"(overwritten or copied wrongly): rerun the stage in {stage}")
+
+
+def _open_remote(url: str) -> Any:
+    """A seekable binary file object of an object (ranged reads); a missing one raises
+    `InputUnreadable` naming it."""
+    rio = _rio()
+    try:
+        return rio.with_retries(lambda: _fsspec_open(url), url)
+    except FileNotFoundError as exc:
+        raise rio.InputUnreadable(f"{url}: no such object ({exc})") from exc
+
+
+def _fsspec_open(url: str) -> Any:
+    import fsspec
+
+    return fsspec.open(url, "rb").open()
+
+
+def _remote_sha256(url: str) -> str:
+    h = hashlib.sha256()
+    with _open_remote(url) as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_remote_shard(url: str, columns: list[str] | None) -> pa.Table:
+    rio = _rio()
+    fs, p = rio.url_fs(url)
+    try:
+        data = rio.with_retries(lambda: fs.cat_file(p), url)
+    except FileNotFoundError as exc:
+        raise rio.InputUnreadable(f"{url}: no such object ({exc}); rerun the stage that wrote it") from exc
+    expected = _remote_expected_sha256(url)
+    if expected is not None:
+        _check_digest(url, hashlib.sha256(data).hexdigest(), *expected)
+    try:
+        if url.endswith(".arrow"):
+            table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
+            return table.select(columns) if columns is not None else table
+        return pq.read_table(pa.BufferReader(data), columns=columns)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise ShardCorrupt(f"{url}: unreadable shard ({type(exc).__name__}: {exc}); rerun the stage that wrote it") from exc
+
+
+def _remote_entries(stage_url: str) -> list["InputShard"]:
+    """`input_shard_entries` of a stage directory on object storage (see there)."""
+    rio = _rio()
+    stage_url = stage_url.rstrip("/")
+    files = rio.list_files(stage_url)
+    if not files:
+        raise NotAStageOutput(f"{stage_url}: no objects under this prefix (not a stage output, or the stage "
+                              f"never ran)")
+    if MANIFEST in files:
+        m = read_remote_manifest(stage_url)
+        if m is None:  # deleted between the listing and the read
+            raise NotAStageOutput(f"{stage_url}: manifest.json disappeared while it was read; rerun that stage")
+        entries = []
+        for s in m["shards"]:
+            rel = s.get("path") if isinstance(s, dict) else None
+            if not isinstance(rel, str):
+                raise NotAStageOutput(f"{stage_url}/{MANIFEST}: a shard entry without a path; rerun that stage")
+            url = rio.join(stage_url, rel)
+            if rel not in files:
+                raise NotAStageOutput(f"{stage_url}: manifest.json lists {url}, which does not exist; rerun that stage")
+            if isinstance(s.get("bytes"), int) and files[rel] != s["bytes"]:
+                raise ShardCorrupt(f"{url}: corrupt shard: {files[rel]} bytes, its manifest records {s['bytes']}; "
+                                   f"the object changed after its stage finished: rerun the stage in {stage_url}")
+            entries.append(InputShard(url, s.get("sha256"), s.get("rows")))
+        return entries
+    if any(rel.startswith(f"{PROGRESS_DIR}/") for rel in files):
+        raise NotAStageOutput(f"{stage_url}: stage output without manifest.json (unfinished run); rerun that stage first")
+    for sub, ext in (("", "parquet"), (DATA_DIR, "parquet"), ("", "arrow"), (DATA_DIR, "arrow")):
+        found = sorted(rel for rel in files if rel.endswith(f".{ext}")
+                       and rel.rpartition("/")[0] == sub and not rel.rpartition("/")[2].startswith("."))
+        if found:
+            return [InputShard(rio.join(stage_url, rel)) for rel in found]
+    raise NotAStageOutput(f"{stage_url}: no manifest.json and no *.parquet or *.arrow shards")
+
+
+
 def shard_rows(path: str | os.PathLike[str]) -> int:
-    """Row count of a shard from its footer/metadata, without reading the data."""
+    """Row count of a shard from its footer/metadata, without reading the data (an object-store
+    URL: ranged reads of its footer)."""
     path = str(path)
+    if is_url(path):
+        with _open_remote(path) as f:
+            if path.endswith(".arrow"):
+                reader = pa.ipc.open_file(f)
+                return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+            return pq.ParquetFile(f).metadata.num_rows
     if path.endswith(".arrow"):
         with pa.memory_map(path, "r") as source:
             reader = pa.ipc.open_file(source)
@@ -284,6 +466,50 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
 def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """The bytes `write_json_atomic` writes for `obj` (sorted keys, indented, trailing newline)."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_json_at(path: str | os.PathLike[str]) -> Any | None:
+    """The JSON at a local path or object-store URL, None when it does not exist (transient
+    store errors are retried)."""
+    if is_url(path):
+        raw = _rio().get_bytes(str(path))
+        return None if raw is None else json.loads(raw)
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+
+
+def write_json_at(obj: Any, path: str | os.PathLike[str]) -> None:
+    """`write_json_atomic` for a local path; one PUT (atomic, retried) of the same bytes for an
+    object-store URL."""
+    if is_url(path):
+        _rio().put_bytes(str(path), json_bytes(obj))
+    else:
+        write_json_atomic(obj, path)
+
+
+def stage_file(stage_dir: str | os.PathLike[str], *parts: str) -> Path | str:
+    """A file inside a stage directory: a `Path` for a local one, a URL (str) for a prefix on
+    object storage (`Path("s3://b/x")` would be `s3:/b/x`)."""
+    if is_url(stage_dir):
+        return "/".join([str(stage_dir).rstrip("/"), *parts])
+    return Path(stage_dir).joinpath(*parts)
+
+
+def remove_commit_record(stage_dir: str | os.PathLike[str], name: str) -> None:
+    """Delete shard `name`'s commit record (local or on object storage), so the next run redoes
+    that shard; a missing record is fine."""
+    target = stage_file(stage_dir, PROGRESS_DIR, f"{name}.json")
+    if isinstance(target, str):
+        _rio().remove([target])
+    else:
+        target.unlink(missing_ok=True)
 
 
 def empty_rejected(with_text: bool = False) -> pa.Table:
@@ -308,9 +534,10 @@ class NotAStageOutput(ValueError):
 @dataclass(frozen=True)
 class InputShard:
     """One kept-document shard of an upstream stage: its path, and, when the upstream directory
-    has a manifest, the sha256 and row count the manifest records for it (None otherwise)."""
+    has a manifest, the sha256 and row count the manifest records for it (None otherwise).
+    `path` is a local `Path`, or a `str` URL for a stage directory on object storage."""
 
-    path: Path
+    path: Path | str
     sha256: str | None = None
     rows: int | None = None
 
@@ -323,7 +550,13 @@ def input_shard_entries(stage_dir: str | os.PathLike[str]) -> list[InputShard]:
     files (sorted by name) so hand-made inputs work too. A stage directory without a manifest is
     an unfinished run and is refused rather than read half-way; a manifest naming a shard that is
     not there is refused too (the directory was edited by hand or is half deleted).
+
+    `stage_dir` may be an object-store prefix (`s3://…`): the same rules, with the manifest read
+    from the store and each listed object checked to exist with the size the manifest records;
+    the entries' paths are then URLs (str).
     """
+    if is_url(stage_dir):
+        return _remote_entries(str(stage_dir))
     stage_dir = Path(stage_dir)
     if not stage_dir.is_dir():
         raise NotAStageOutput(f"{stage_dir}: not a directory")
@@ -344,7 +577,7 @@ def input_shard_entries(stage_dir: str | os.PathLike[str]) -> list[InputShard]:
     return [InputShard(f) for f in files]
 
 
-def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path]:
+def input_shards(stage_dir: str | os.PathLike[str]) -> list[Path | str]:
     """The kept-document shards of a finished stage directory, in manifest order (see
     `input_shard_entries`, which also gives each shard's checksum and row count)."""
     return [e.path for e in input_shard_entries(stage_dir)]
@@ -354,7 +587,12 @@ def upstream_kept(stage_dir: str | os.PathLike[str]) -> int:
     """How many documents a stage directory hands on: its manifest's `kept` plus the extra copies
     it wrote (counter `repeated`: remix repeats whole documents, so its shards hold kept + repeated
     rows), or for a hand-made directory of shards the row count of their footers. What the next
-    stage must report as input."""
+    stage must report as input. An object-store prefix: its stored manifest."""
+    if is_url(stage_dir):
+        m = read_remote_manifest(str(stage_dir).rstrip("/"))
+        if m is not None:
+            return int(m["kept"]) + int(m.get("counters", {}).get("repeated", 0))
+        return sum(shard_rows(p) for p in input_shards(stage_dir))
     manifest = Path(stage_dir) / MANIFEST
     if manifest.exists():
         m = read_json(manifest)

@@ -159,6 +159,9 @@ class DecontaminateStage(ShardMapStage):
     Config = DecontaminateConfig
     help = "drop or redact documents sharing n-grams with benchmark test sets (GSM8K, MMLU, C-Eval, ...)"
     config: DecontaminateConfig
+    #: The output directory may be an object-store URL: shards go through `runtime.map_shards`
+    #: (which commits them remotely) and the report is written with `shards.write_json_at`.
+    object_storage: ClassVar[bool] = True
 
     def __init__(self, config: DecontaminateConfig | dict[str, Any] | None = None):
         super().__init__(config)
@@ -280,10 +283,10 @@ class DecontaminateStage(ShardMapStage):
                            input_rows=n_rows, counters=dict(sorted(counters.items())))
 
     # --- report ---------------------------------------------------------------------------------------
-    def write_report(self, out_dir: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def write_report(self, out_dir: Path | str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """decontaminate_report.json from the shards' commit records: documents and items matched
         per benchmark, the most-leaked items, and the index. Deterministic (no timings), so a
-        rerun that changes nothing rewrites nothing."""
+        rerun that changes nothing rewrites nothing. `out_dir` may be an object-store URL."""
         totals: dict[str, int] = {}
         for rec in records:
             for k, v in rec.get("counters", {}).items():
@@ -300,15 +303,15 @@ class DecontaminateStage(ShardMapStage):
                 per_bench[bench]["items_matched"] += 1
                 leaked.append({"benchmark": bench, "item": item, "docs": v})
         leaked.sort(key=lambda r: (-r["docs"], r["benchmark"], r["item"]))
-        path = Path(out_dir) / REPORT
-        old = shard_io.read_json(path) if path.exists() else {}
+        path = shard_io.stage_file(out_dir, REPORT)   # a local path or an object-store URL
+        old = shard_io.read_json_at(path) or {}
         h = self.config_hash()
         index = self._index.summary() if self._index is not None else (old.get("index") if old.get("config_hash") == h else None)
         report = {"config_hash": h, "action": self.config.action, "n": self.config.n, "n_cjk": self.config.n_cjk,
                   "input": sum(r["input"] for r in records), "docs_matched": totals.get("docs_matched", 0),
                   "benchmarks": per_bench, "top_items": leaked[: self.config.report_top], "index": index}
         if report != old:
-            shard_io.write_json_atomic(report, path)
+            shard_io.write_json_at(report, path)
         return report
 
 

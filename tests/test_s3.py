@@ -286,3 +286,179 @@ def test_the_cli_writes_a_stage_to_s3(s3: S3, shared_data: Path, own_tmp: Path) 
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert json.loads(s3.keys("out-run/ingest/")["manifest.json"])["shards"] == manifest["shards"]
+
+
+# --- stage directories on object storage as inputs: the CLI chain ingest → decontaminate → filter --
+
+CHAIN = ["ingest", "decontaminate", "filter"]
+
+
+def chain_config(shared_data: Path, inputs: list[str], output: str) -> dict:
+    return {"inputs": inputs, "output": output, "stages": CHAIN,
+            "ingest": {"extractor": "resiliparse"},
+            "decontaminate": {"benchmarks": [str(shared_data / "benchmarks" / b) for b in ("gsm8k", "arc")]},
+            "filter": {"language": {"thresholds": {"en": 0.5, "zh": 0.5}}}}
+
+
+def winnow_run(s3: S3, cfg: dict, where: Path) -> str:
+    """`winnow run CONFIG` in a fresh process; its stdout."""
+    path = where / f"run-{abs(hash(cfg['output'])) % 10**8}.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "winnow"), "run", str(path), "--workers", "2"], cwd=REPO,
+                          env=s3.env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout
+
+
+def _comparable(manifest: dict) -> dict:
+    """A manifest without what names where its inputs were (paths or URLs)."""
+    return {k: v for k, v in manifest.items() if k not in ("inputs", "shard_sources", "incomplete_inputs")}
+
+
+@pytest.mark.slow
+def test_cli_chain_on_s3_reads_stage_directories_from_the_store(s3: S3, shared_data: Path, own_tmp: Path) -> None:
+    """`winnow run` with every stage directory an `s3://` prefix: decontaminate and filter read
+    their upstream's manifest and shards from the store. Every data and rejected object is
+    byte-identical to the same chain run into local directories, the counts chain, the report is
+    the same, and a rerun with nothing changed rewrites nothing; with the first input gone every
+    shard's input changed position, so every shard downstream is redone (fingerprints from the
+    stored manifests) and the counts still chain."""
+    upload(s3, shared_data, SMALL_INPUTS + [JSONL], "in-chain")
+    inputs = [f"s3://{BUCKET}/in-chain/*"]
+    out = f"s3://{BUCKET}/out-chain"
+    printed = winnow_run(s3, chain_config(shared_data, inputs, out), own_tmp)
+    winnow_run(s3, chain_config(shared_data, inputs, str(own_tmp / "local")), own_tmp)
+    manifests = {}
+    for name in CHAIN:
+        objects = s3.keys(f"out-chain/{name}/")
+        local = own_tmp / "local" / name
+        assert remote_digests(objects) == local_digests(local), name
+        manifests[name] = m = json.loads(objects["manifest.json"])
+        assert _comparable(m) == _comparable(shard_io.read_json(local / "manifest.json")), name
+        assert m["input"] == m["kept"] + m["rejected"] > 0, name
+        assert f"{name}: input {m['input']:,}" in printed and f"{out}/{name}" in printed
+        if name != "ingest":
+            assert m["inputs"] == [f"{out}/{CHAIN[CHAIN.index(name) - 1]}"]
+            assert all(src[0].startswith(f"s3://{BUCKET}/out-chain/") for src in m["shard_sources"].values())
+    assert manifests["decontaminate"]["input"] == manifests["ingest"]["kept"]
+    assert manifests["filter"]["input"] == manifests["decontaminate"]["kept"]
+    assert json.loads(s3.keys("out-chain/decontaminate/")["decontaminate_report.json"]) == \
+        shard_io.read_json(own_tmp / "local/decontaminate/decontaminate_report.json")
+    # a rerun with nothing changed rewrites nothing (stats.json and the writability probe aside)
+    def puts() -> dict[str, int]:
+        return {k: v for k, v in s3.proxy.puts.items() if "/out-chain/" in k and "probe" not in k
+                and not k.endswith("/stats.json")}
+    before = puts()
+    winnow_run(s3, chain_config(shared_data, inputs, out), own_tmp)
+    assert puts() == before
+    # the first input removed: every later input moves up one position
+    first = sorted(s3.keys("in-chain/"))[0]
+    s3.client.delete_object(Bucket=BUCKET, Key=f"in-chain/{first}")
+    winnow_run(s3, chain_config(shared_data, inputs, out), own_tmp)
+    again = {name: json.loads(s3.keys(f"out-chain/{name}/")["manifest.json"]) for name in CHAIN}
+    assert again["ingest"]["input"] < manifests["ingest"]["input"]
+    assert again["decontaminate"]["input"] == again["ingest"]["kept"]
+    assert again["filter"]["input"] == again["decontaminate"]["kept"]
+    assert len(again["filter"]["shards"]) == len(manifests["filter"]["shards"]) - 1
+    stats = json.loads(s3.keys("out-chain/filter/")["stats.json"])
+    assert stats["shards_resumed"] == 0, stats  # each position's input changed: all redone
+
+
+# --- bad stage directories on object storage: clear errors, in this process -------------------
+
+@pytest.fixture
+def s3_env(s3: S3, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3]:
+    """This process talks to the test server (s3fs instances cached under another endpoint
+    dropped)."""
+    import s3fs
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+              "AWS_EC2_METADATA_DISABLED"):
+        monkeypatch.setenv(k, s3.env[k])
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield s3
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def hand_made_stage(s3: S3, where: Path, prefix: str, docs: int = 30) -> str:
+    """A one-shard stage directory (as the runner writes it) uploaded under `prefix`; its URL."""
+    import pyarrow as pa
+
+    local = where / "hand" / prefix.replace("/", "_")
+    texts = [f"Document number {i} talks about the weather in some detail, as people often do." for i in range(docs)]
+    kept = pa.table({"id": [f"d{i}" for i in range(docs)], "url": [f"https://example.com/{i}" for i in range(docs)],
+                     "text": texts})
+    rec = shard_io.commit_shard(local, "part-00000", kept=kept, rejected=shard_io.empty_rejected(),
+                                input_rows=docs, config_hash="x", fingerprint="y")
+    shard_io.write_json_atomic({"stage": "hand", "input": docs, "kept": docs, "rejected": 0, "counters": {},
+                                "shards": [rec["data"]], "rejected_shards": [rec["rejected_file"]]},
+                               local / "manifest.json")
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            s3.client.upload_file(str(p), BUCKET, f"{prefix}/{p.relative_to(local)}")
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def filter_stage():
+    from winnow.stages.filter import FilterStage
+
+    return FilterStage({"language": {"thresholds": {"en": 0.5}}})
+
+
+def test_a_stage_directory_on_s3_is_read_like_a_local_one(s3_env: S3, own_tmp: Path) -> None:
+    """Planning lists the prefix and reads the stored manifest; tasks are keyed by the sha256 it
+    records (as for a local directory); filter reads the shards from the store, and the output
+    equals filtering the same directory downloaded."""
+    from winnow.pipeline.runner import SerialRuntime, run_stage
+    from winnow.stages.base import shard_fingerprint
+
+    url = hand_made_stage(s3_env, own_tmp, "good/ingest")
+    entries = shard_io.input_shard_entries(url)
+    local = own_tmp / "hand" / "good_ingest"
+    assert [(e.path, e.sha256, e.rows) for e in entries] == [
+        (f"{url}/data/part-00000.parquet", shard_io.sha256_file(local / "data/part-00000.parquet"), 30)]
+    assert shard_fingerprint(entries) == shard_fingerprint(shard_io.input_shard_entries(local))
+    assert shard_io.upstream_kept(url) == 30 and shard_io.shard_rows(entries[0].path) == 30
+    assert shard_io.read_shard(entries[0].path).equals(shard_io.read_shard(local / "data/part-00000.parquet"))
+    m_remote = run_stage(filter_stage(), [url], own_tmp / "f-remote", SerialRuntime())
+    m_local = run_stage(filter_stage(), [str(local)], own_tmp / "f-local", SerialRuntime())
+    assert m_remote["input"] == 30 and _comparable(m_remote) == _comparable(m_local)
+    assert local_digests(own_tmp / "f-remote") == local_digests(own_tmp / "f-local")
+
+
+def test_missing_manifest_on_s3_is_a_clear_error(s3_env: S3, own_tmp: Path) -> None:
+    from winnow.pipeline.runner import SerialRuntime, run_stage
+
+    url = hand_made_stage(s3_env, own_tmp, "unfinished/ingest")
+    s3_env.client.delete_object(Bucket=BUCKET, Key="unfinished/ingest/manifest.json")
+    with pytest.raises(shard_io.NotAStageOutput, match="without manifest.json \\(unfinished run\\)"):
+        run_stage(filter_stage(), [url], own_tmp / "out", SerialRuntime())
+    with pytest.raises(shard_io.NotAStageOutput, match="no objects under this prefix"):
+        run_stage(filter_stage(), [f"s3://{BUCKET}/nothing-here/ingest"], own_tmp / "out", SerialRuntime())
+    url = hand_made_stage(s3_env, own_tmp, "halfgone/ingest")
+    s3_env.client.delete_object(Bucket=BUCKET, Key="halfgone/ingest/data/part-00000.parquet")
+    with pytest.raises(shard_io.NotAStageOutput, match="lists .*part-00000.parquet, which does not exist"):
+        run_stage(filter_stage(), [url], own_tmp / "out", SerialRuntime())
+    assert not (own_tmp / "out" / "manifest.json").exists()
+
+
+def test_a_shard_on_s3_whose_sha256_differs_is_a_clear_error(s3_env: S3, own_tmp: Path) -> None:
+    """One byte of the data object changed (same size: the listing cannot tell): the read
+    checks the bytes against the stored manifest's sha256 and names the object. A shard of a
+    different size is refused already when the stage is planned."""
+    from winnow.pipeline.runner import SerialRuntime, run_stage
+
+    url = hand_made_stage(s3_env, own_tmp, "flipped/ingest")
+    key = "flipped/ingest/data/part-00000.parquet"
+    body = bytearray(s3_env.client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    s3_env.client.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))
+    with pytest.raises(shard_io.ShardCorrupt, match=f"{url}/data/part-00000.parquet: corrupt shard: sha256"):
+        run_stage(filter_stage(), [url], own_tmp / "out", SerialRuntime())
+    with pytest.raises(shard_io.ShardCorrupt, match="recorded in .*flipped/ingest/manifest.json"):
+        shard_io.verify_shard(f"{url}/data/part-00000.parquet")
+    s3_env.client.put_object(Bucket=BUCKET, Key=key, Body=bytes(body) + b"x")
+    with pytest.raises(shard_io.ShardCorrupt, match="bytes, its manifest records"):
+        run_stage(filter_stage(), [url], own_tmp / "out", SerialRuntime())
+    assert not (own_tmp / "out" / "manifest.json").exists()
