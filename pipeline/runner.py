@@ -514,7 +514,8 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     (`remote_io.check_output_writable`), before planning: no credentials, no bucket or access
     denied fail in seconds. Supported for the stages `supports_object_storage` names (shard-map
     stages that keep the default `execute`: ingest, filter; and stages with `object_storage =
-    True`: decontaminate); the others still need a local or mounted output directory and raise
+    True`: decontaminate, remix, which then get every task and the URL and skip their committed
+    shards themselves, as on the local path); the others still need a local or mounted output directory and raise
     `UnsupportedOutput`. Inputs may be stage directories on object storage too
     (`shards.input_shard_entries` reads their manifests from the store)."""
     import json
@@ -546,7 +547,7 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     records_now = {rel.rsplit("/", 1)[-1][:-len(".json")]: rec for rel, rec in found.items() if rec is not None}
     if {r.get("config_hash") for r in records_now.values()} - {h}:
         log.warning("%s: output of another config found in %s; clearing it", stage.name, out_url)
-        doomed = [rel for rel in files if rel.split("/", 1)[0] in shard_io.SHARD_DIRS]
+        doomed = [rel for rel in files if rel.split("/", 1)[0] in (*shard_io.SHARD_DIRS, "_work")]
         remote_io.remove([remote_io.join(out_url, rel) for rel in doomed])
         files = {rel: n for rel, n in files.items() if rel not in set(doomed)}
         records_now = {}
@@ -575,9 +576,13 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     if todo and len(todo) < len(tasks):
         log.info("%s: resuming, %d of %d shards already committed", stage.name, len(tasks) - len(todo), len(tasks))
     runtime = runtime or _LazyRayRuntime()
-    new_records = stage.execute(todo, out_url, runtime) if todo else []  # type: ignore[arg-type]
-    by_name = {r["name"]: r for r in new_records}
-    records = [committed[t.name] or by_name[t.name] for t in tasks]
+    if isinstance(stage, ShardMapStage) and not stage.whole_dataset:
+        new_records = stage.execute(todo, out_url, runtime) if todo else []  # type: ignore[arg-type]
+        by_name = {r["name"]: r for r in new_records}
+        records = [committed[t.name] or by_name[t.name] for t in tasks]
+    else:
+        # whole-dataset stages see every task and skip their committed shards themselves (local path)
+        records = stage.execute(tasks, out_url, runtime)  # type: ignore[arg-type]
     manifest = build_manifest(stage, inputs, records, tasks)
     check_counts_chain(stage, inputs, manifest)
     stage.check_output(manifest, records, out_url)  # type: ignore[arg-type]

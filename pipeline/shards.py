@@ -713,7 +713,11 @@ def shard_paths(stage_dir: str | os.PathLike[str], name: str, data_format: str =
 
 def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: str, fingerprint: str,
                     data_format: str = "parquet") -> dict[str, Any] | None:
-    """The commit record of shard `name` if it was written under this config and input, else None."""
+    """The commit record of shard `name` if it was written under this config and input, else None.
+    `stage_dir` may be an object-store prefix: the record is read from the store and the objects
+    it names must exist with the sizes it records."""
+    if is_url(stage_dir):
+        return _committed_remote(str(stage_dir).rstrip("/"), name, config_hash, fingerprint)
     data, rejected, progress = shard_paths(stage_dir, name, data_format)
     if not progress.exists():
         return None
@@ -739,6 +743,30 @@ def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: s
                     return None
             except OSError:
                 return None
+    return record
+
+
+def _committed_remote(stage_url: str, name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:
+    """`committed_shard` of a stage directory on object storage."""
+    rio = _rio()
+    try:
+        record = read_json_at(f"{stage_url}/{PROGRESS_DIR}/{name}.json")
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
+        return None
+    for k in ("data", "rejected_file"):
+        entry = record.get(k)
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            return None
+        url = f"{stage_url}/{entry['path']}"
+        fs, p = rio.url_fs(url)
+        try:
+            size = rio.with_retries(lambda: fs.info(p), url).get("size")
+        except FileNotFoundError:
+            return None
+        if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:
+            return None
     return record
 
 

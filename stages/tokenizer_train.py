@@ -19,6 +19,10 @@ Whole-dataset stage, ``produces = "artifact"``: the output is a tokenizer, not d
    ``tokenizer_manifest.json`` (sizes, bytes and documents per group, weights, checksums).
 
 Accounting: one commit record, input = kept = documents read (training removes nothing).
+
+The output directory may be an object-store URL (`s3://…`; inputs too): the training task
+writes the tokenizer files in a local temporary directory and uploads them, the driver then
+uploads the rejected (empty) shard, ``tokenizer_manifest.json`` and, last, the commit record.
 """
 
 from __future__ import annotations
@@ -107,6 +111,15 @@ def _read(shard: str, cfg: TokenizerConfig) -> pa.Table:
 
 
 def _schema_names(shard: str) -> list[str]:
+    if shard_io.is_url(shard):   # the footer, through ranged reads
+        from winnow.stages import remote_io
+
+        with remote_io.open_raw(shard) as f:
+            if shard.endswith(".arrow"):
+                return list(pa.ipc.open_file(f).schema.names)
+            import pyarrow.parquet as pq
+
+            return list(pq.ParquetFile(f).schema_arrow.names)
     if shard.endswith(".arrow"):
         with pa.memory_map(shard, "r") as src:
             return list(pa.ipc.open_file(src).schema.names)
@@ -207,7 +220,18 @@ def _sampled_texts(shards: Sequence[str], cfg: TokenizerConfig, cutoffs: dict[st
 
 
 def train_task(shards: Sequence[str], cfg: TokenizerConfig, cutoffs: dict[str, int | None], out_dir: str) -> dict[str, Any]:
-    """Ray task: train on the sampled texts and write the tokenizer files and the sample list."""
+    """Ray task: train on the sampled texts and write the tokenizer files and the sample list. An
+    object-store `out_dir`: written in a local temporary directory, then uploaded."""
+    if shard_io.is_url(out_dir):
+        import tempfile
+
+        from winnow.stages import remote_io
+
+        with tempfile.TemporaryDirectory(prefix="winnow-tokenizer-") as tmp:
+            out = train_task(shards, cfg, cutoffs, tmp)
+            for name in [*(f["path"] for f in out["files"].values()), out["sample_file"]["path"]]:
+                remote_io.put_file(str(Path(tmp) / name), remote_io.join(out_dir, name))
+        return out
     import resource
 
     from winnow.tokenizer.train import save_hf_dir, train_bpe
@@ -233,6 +257,7 @@ def train_task(shards: Sequence[str], cfg: TokenizerConfig, cutoffs: dict[str, i
             "sample_docs": len(chosen["id"]), "sample_bytes": int(sum(chosen["bytes"])),
             "per_group": dict(sorted(per_group.items())),
             "files": {name: {"path": p.name, "sha256": shard_io.sha256_file(p)} for name, p in paths.items()},
+            "tokenizer_bytes": (Path(out_dir) / "tokenizer.json").stat().st_size,
             "sample_file": sample_file.to_json()}
 
 
@@ -245,6 +270,8 @@ class TokenizerStage(Stage):
     help: ClassVar[str] = "train the DeepSeek-style 102,400-entry byte-level BPE on a sample of the shards"
     produces: ClassVar[str] = "artifact"
     config: TokenizerConfig
+    #: The output directory may be an object-store URL (see the module docstring).
+    object_storage: ClassVar[bool] = True
 
     @classmethod
     def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -287,12 +314,10 @@ class TokenizerStage(Stage):
         memory = int(cfg.train_memory_gb * 2**30) if cfg.train_memory_gb else None
         (trained,) = runtime.map_tasks(train_task, [(shards, cfg, cutoffs, str(out_dir))], desc="tokenizer train",
                                        unit="tokenizer", num_cpus=max(1, runtime.workers), memory=memory, stats=stats)
-        tokenizer_file = Path(out_dir) / "tokenizer.json"
         data = shard_io.ShardFile(path="tokenizer.json", rows=trained["vocab_size"],
-                                  bytes=tokenizer_file.stat().st_size, sha256=trained["files"]["tokenizer.json"]["sha256"])
+                                  bytes=trained["tokenizer_bytes"], sha256=trained["files"]["tokenizer.json"]["sha256"])
         rejected_table = shard_io.empty_rejected()
-        rejected = shard_io.write_parquet_atomic(rejected_table, Path(out_dir) / shard_io.REJECTED_DIR / f"{RECORD_NAME}.parquet",
-                                                 relative_to=out_dir)
+        rejected = _write_rejected(rejected_table, out_dir)
         manifest = {
             "stage": self.name, "config_hash": self.config_hash(), "config": cfg.model_dump(mode="json"),
             "input_shards": shards, "input_docs": docs_read, "input_bytes": plan["input_bytes"],
@@ -307,7 +332,7 @@ class TokenizerStage(Stage):
         }
         for g in manifest["sample"]["groups"].values():
             g.pop("cutoff_hash", None)
-        shard_io.write_json_atomic(manifest, Path(out_dir) / TOKENIZER_MANIFEST)
+        shard_io.write_json_at(manifest, shard_io.stage_file(out_dir, TOKENIZER_MANIFEST))
         record = {"name": RECORD_NAME, "config_hash": self.config_hash(), "fingerprint": task.fingerprint,
                   "input": docs_read, "kept": docs_read, "rejected": 0, "reasons": {},
                   "counters": {"sample_docs": trained["sample_docs"], "sample_bytes": trained["sample_bytes"],
@@ -315,8 +340,24 @@ class TokenizerStage(Stage):
                   "data": data.to_json(), "rejected_file": rejected.to_json(),
                   "stats": shard_io.record_stats(str(out_dir), pa.table({"id": pa.array([], pa.string())}), rejected_table,
                                                  sample_stats(manifest["sample"]["groups"], trained))}
-        shard_io.write_json_atomic(record, Path(out_dir) / shard_io.PROGRESS_DIR / f"{RECORD_NAME}.json")
+        # the commit record last (on object storage: the last object uploaded)
+        shard_io.write_json_at(record, shard_io.stage_file(out_dir, shard_io.PROGRESS_DIR, f"{RECORD_NAME}.json"))
         return [record]
+
+
+def _write_rejected(table: pa.Table, out_dir: Path | str) -> shard_io.ShardFile:
+    """The stage's (empty) rejected shard, written atomically, or uploaded to object storage."""
+    rel = f"{shard_io.REJECTED_DIR}/{RECORD_NAME}.parquet"
+    if not shard_io.is_url(out_dir):
+        return shard_io.write_parquet_atomic(table, Path(out_dir) / rel, relative_to=out_dir)
+    import tempfile
+
+    from winnow.stages import remote_io
+
+    with tempfile.TemporaryDirectory(prefix="winnow-tokenizer-") as tmp:
+        f = shard_io.write_parquet_atomic(table, Path(tmp) / rel, relative_to=tmp)
+        remote_io.put_file(str(Path(tmp) / rel), remote_io.join(str(out_dir), rel))
+    return f
 
 
 def sample_stats(groups: dict[str, dict[str, Any]], trained: dict[str, Any]) -> dict[str, Any]:

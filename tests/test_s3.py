@@ -462,3 +462,107 @@ def test_a_shard_on_s3_whose_sha256_differs_is_a_clear_error(s3_env: S3, own_tmp
     with pytest.raises(shard_io.ShardCorrupt, match="bytes, its manifest records"):
         run_stage(filter_stage(), [url], own_tmp / "out", SerialRuntime())
     assert not (own_tmp / "out" / "manifest.json").exists()
+
+
+# --- remix: a whole-dataset stage writing to object storage -------------------------------------
+
+REMIX_DRIVER = textwrap.dedent("""
+    import json, sys
+    from winnow.pipeline.runner import RayRuntime, run_stage
+    from winnow.stages.ingest import IngestStage
+    from winnow.stages.remix import RemixStage
+    ingest_out, remix_out, workers, *inputs = sys.argv[1:]
+    rt = RayRuntime(workers=int(workers), show_progress=False)
+    run_stage(IngestStage({"extractor": "resiliparse"}), inputs, ingest_out, rt)
+    m = run_stage(RemixStage({"shard_bytes": 40000, "keep_rejected_text": True, "seed": 7}), [ingest_out], remix_out, rt)
+    print("RESULT " + json.dumps({"input": m["input"], "kept": m["kept"], "shards": len(m["shards"])}))
+""")
+
+
+def all_digests_local(stage_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(stage_dir)): shard_io.sha256_file(p)
+            for sub in ("data", "rejected") for p in sorted((stage_dir / sub).iterdir())}
+
+
+@pytest.mark.slow
+def test_remix_writes_to_s3_resumes_after_a_kill_and_matches_a_local_output(s3: S3, shared_data: Path,
+                                                                            own_tmp: Path) -> None:
+    """Remix from an `s3://` ingest directory into an `s3://` stage directory: its work files are
+    objects under `_work/` (no shared disk), each gather task uploads its shard's objects with
+    the commit record last, the manifest comes last. The driver is SIGKILLed once some output
+    shards are committed; the rerun redoes the phases, keeps the committed shards, removes the
+    work objects, and every data and rejected object (Arrow IPC and parquet) equals a remix of
+    the same input into a local directory."""
+    upload(s3, shared_data, SMALL_INPUTS + [JSONL], "in-remix")
+    ingest, out = f"s3://{BUCKET}/remix/ingest", f"s3://{BUCKET}/remix/remix"
+    args = [sys.executable, "-c", REMIX_DRIVER, ingest, out, "1", f"s3://{BUCKET}/in-remix/*"]
+    proc = subprocess.Popen(args, cwd=REPO, env=s3.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def listing(prefix: str) -> list[str]:
+        return [o["Key"] for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+                for o in page.get("Contents", [])]
+
+    deadline = time.monotonic() + 600
+    while len(listing("remix/remix/_progress/")) < 2:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no remix shard committed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = len(listing("remix/remix/_progress/"))
+    assert "remix/remix/manifest.json" not in listing("remix/remix/")
+    assert listing("remix/remix/_work/"), "the work files are objects on the store"
+    done = subprocess.run(args[:-1] + [f"s3://{BUCKET}/in-remix/*"], cwd=REPO, env=s3.env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert committed < result["shards"], "the kill must land part-way"
+    print(f"remix killed with {committed} of {result['shards']} shards committed")  # for the report
+    objects = s3.keys("remix/remix/")
+    assert not [k for k in objects if k.startswith("_work/")]
+    assert json.loads(objects["stats.json"])["shards_resumed"] >= committed
+    m = json.loads(objects["manifest.json"])
+    assert m["input"] == m["kept"] + m["rejected"] == json.loads(s3.keys("remix/ingest/")["manifest.json"])["kept"]
+    assert m["counters"]["repeated"] > 0 and m["rejected"] > 0  # both repeats and not-sampled rows are exercised
+    # the same remix into a local directory, from the same s3:// ingest output
+    local_driver = REMIX_DRIVER.replace('run_stage(IngestStage({"extractor": "resiliparse"}), inputs, ingest_out, rt)', "")
+    proc = subprocess.run([sys.executable, "-c", local_driver, ingest, str(own_tmp / "remix"), "2"], cwd=REPO,
+                          env=s3.env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    local = own_tmp / "remix"
+    remote = {k: hashlib.sha256(v).hexdigest() for k, v in objects.items() if k.split("/", 1)[0] in ("data", "rejected")}
+    assert remote == all_digests_local(local) and any(k.endswith(".arrow") for k in remote)
+    assert m == shard_io.read_json(local / "manifest.json")
+    report = json.loads(objects["remix_report.json"])
+    assert {k: v for k, v in report.items() if k != "phases"} == \
+        {k: v for k, v in shard_io.read_json(local / "remix_report.json").items() if k != "phases"}
+
+
+def test_tokenizer_trains_from_and_into_s3(s3_env: S3, own_tmp: Path) -> None:
+    """The tokenizer stage reads an `s3://` stage directory and writes its artifact directory to
+    `s3://`: the files equal a local run's, the commit record is the last object written and a
+    stored manifest follows; pack-style consumers find the same tokenizer.json."""
+    from winnow.pipeline.runner import SerialRuntime, run_stage
+    from winnow.stages.tokenizer_train import TokenizerStage
+
+    url = hand_made_stage(s3_env, own_tmp, "tok/ingest", docs=300)
+    cfg = {"vocab_size": 1024, "sample_bytes": 200_000}
+    before = dict(s3_env.proxy.puts)
+    m_remote = run_stage(TokenizerStage(cfg), [url], f"s3://{BUCKET}/tok/tokenizer", SerialRuntime())
+    m_local = run_stage(TokenizerStage(cfg), [url], own_tmp / "tokenizer", SerialRuntime())
+    assert _comparable(m_remote) == _comparable(m_local) and m_remote["input"] == 300
+    objects = s3_env.keys("tok/tokenizer/")
+    local = own_tmp / "tokenizer"
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sample.parquet",
+                 "rejected/tokenizer.parquet", "_progress/tokenizer.json"):
+        assert objects[name] == (local / name).read_bytes(), name
+    timing = ("train_s", "train_peak_rss_mb", "ray")
+    assert {k: v for k, v in json.loads(objects["tokenizer_manifest.json"]).items() if k not in timing} == \
+        {k: v for k, v in shard_io.read_json(local / "tokenizer_manifest.json").items() if k not in timing}
+    # order of the uploads: every file of the stage before its commit record, the manifest after it
+    order = [k.split("/tok/tokenizer/", 1)[1] for k in s3_env.proxy.puts if "/tok/tokenizer/" in k and k not in before
+             and "probe" not in k]
+    assert order.index("_progress/tokenizer.json") > max(order.index(n) for n in ("tokenizer.json", "sample.parquet",
+                                                                                    "tokenizer_manifest.json"))
+    assert order.index("manifest.json") > order.index("_progress/tokenizer.json")

@@ -148,6 +148,9 @@ class RemixStage(Stage):
     help: ClassVar[str] = "label domains, sample a target mixture (shares, epochs), shuffle, write Arrow shards"
     config: RemixConfig
     whole_dataset: ClassVar[bool] = True
+    #: The output directory may be an object-store URL: work files, shards and the report are
+    #: then objects (see `phases` and docs/object-storage.md).
+    object_storage: ClassVar[bool] = True
     #: per phase of the last `execute`: wall seconds, task CPU seconds, tasks, peak worker RSS (MB)
     phase_stats: dict[str, dict[str, float]]
 
@@ -231,7 +234,8 @@ class RemixStage(Stage):
         from winnow.stages.remix import phases as ph
 
         cfg = self.config
-        out_dir = Path(out_dir)
+        remote = shard_io.is_url(out_dir)
+        out_dir = str(out_dir).rstrip("/") if remote else Path(out_dir)  # type: ignore[assignment]
         h = self.config_hash()
         fingerprint = tasks[0].fingerprint
         names = [t.name for t in tasks]
@@ -240,14 +244,14 @@ class RemixStage(Stage):
             return [committed[n] for n in names]  # type: ignore[misc]
         inputs = tasks[0].inputs
         work_key = hashlib.sha256(json.dumps([h, fingerprint, list(inputs), len(tasks)]).encode()).hexdigest()[:16]
-        work = out_dir / "_work" / work_key
+        work = shard_io.stage_file(out_dir, "_work", work_key)
         # work files live for one execute: a rerun redoes the phases and resumes only committed shards
-        shutil.rmtree(out_dir / "_work", ignore_errors=True)
+        _remove_tree(shard_io.stage_file(out_dir, "_work"))
         units = "tokens" if (cfg.budget is not None and cfg.budget.tokens is not None and cfg.tokenizer) else "bytes"
         plan = ph.Plan(work=str(work), inputs=tuple(inputs), seed=cfg.seed,
                        by_lang=cfg.by_lang_groups, taxonomy=cfg.taxonomy, classifier=cfg.classifier,
                        classifier_chars=cfg.classifier_chars, classifier_min_prob=cfg.classifier_min_prob,
-                       tokenizer=cfg.tokenizer, units=units)
+                       tokenizer=cfg.tokenizer, units=units, with_text=remote and cfg.keep_rejected_text)
         stats: dict[str, dict[str, float]] = {}
         self.phase_stats = stats
         plan_ref = runtime.put(plan)
@@ -265,14 +269,15 @@ class RemixStage(Stage):
             committed[names[j]] = rec
         records = [committed[n] for n in names]
         report = build_report(cfg, solution, summary, records, units, stats)
-        shard_io.write_json_atomic(report, out_dir / REPORT)
+        shard_io.write_json_at(report, shard_io.stage_file(out_dir, REPORT))
         log.info("remix: %s", format_report(report))
         if not cfg.keep_work:
-            shutil.rmtree(work, ignore_errors=True)
-            try:
-                work.parent.rmdir()
-            except OSError:
-                pass
+            _remove_tree(work)
+            if not remote:
+                try:
+                    work.parent.rmdir()  # type: ignore[union-attr]
+                except OSError:
+                    pass
         return records  # type: ignore[return-value]
 
     def check_output(self, manifest: dict[str, Any], records: Sequence[dict[str, Any]], out_dir: Path) -> None:
@@ -280,10 +285,10 @@ class RemixStage(Stage):
         per domain and language documents, bytes, tokens, epochs, target vs realised share,
         shortfall; timings stay in remix_report.json so equal runs give equal manifests).
         The runner has no hook for extra manifest keys; this one is called before it writes."""
-        path = Path(out_dir) / REPORT
-        if not path.exists():
+        path = shard_io.stage_file(out_dir, REPORT)   # a local path or an object-store URL
+        report = shard_io.read_json_at(path)
+        if report is None:
             raise RemixInputError(f"remix: {path} missing: the stage did not finish its report")
-        report = shard_io.read_json(path)
         rows = sum(v["rows_out"] for v in report["groups"].values())
         if rows != manifest["kept"] + manifest["counters"].get("repeated", 0):
             raise shard_io.AccountingError(f"remix: report has {rows} output rows, the manifest "
@@ -355,24 +360,55 @@ class RemixStage(Stage):
         return solution, decisions, summary
 
 
+def _remove_tree(where: Path | str) -> None:
+    """Delete a local directory tree, or every object under an object-store prefix."""
+    if isinstance(where, str):
+        from winnow.stages import remote_io
+
+        remote_io.remove([remote_io.join(where, rel) for rel in remote_io.list_files(where)])
+    else:
+        shutil.rmtree(where, ignore_errors=True)
+
+
 def _shard_facts(path: str) -> tuple[pa.Schema, int, int, int]:
     """(schema, rows, text bytes, null ids) of an input shard, from one read of its footer where
     it is parquet (text bytes: the uncompressed size of the `text` column chunks; null ids: the
     `id` chunks' statistics, the column itself only when a chunk has none); an Arrow IPC file gives
     its schema and rows from its footer, its file size as the text bytes (enough to size the
-    output shards) and reads only the `id` column for nulls."""
+    output shards) and reads only the `id` column for nulls. An object-store URL is read the same
+    way through fsspec (ranged reads of the footer)."""
+    import contextlib
     import os
 
+    remote = shard_io.is_url(path)
+    if remote:
+        from winnow.stages import remote_io
+
+        opened: Any = remote_io.open_raw(path)
+    else:
+        opened = contextlib.nullcontext()
+    with opened as f:
+        return _facts_of(path, f if remote else None, os.path.getsize(path) if not remote and path.endswith(".arrow") else None)
+
+
+def _facts_of(path: str, f: Any, size: int | None) -> tuple[pa.Schema, int, int, int]:
+    """`_shard_facts` of a local path (`f` None) or an open remote file `f`."""
     if path.endswith(".arrow"):
-        with pa.memory_map(path, "r") as src:
-            reader = pa.ipc.open_file(src)
+        if f is None:
+            with pa.memory_map(path, "r") as src:
+                reader = pa.ipc.open_file(src)
+                schema = reader.schema
+                rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        else:
+            reader = pa.ipc.open_file(f)
             schema = reader.schema
             rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+            size = f.size if hasattr(f, "size") else f.seek(0, 2)
         nulls = shard_io.read_shard(path, ["id"]).column("id").null_count if "id" in schema.names else 0
-        return schema, rows, os.path.getsize(path), nulls
+        return schema, rows, int(size or 0), nulls
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(f if f is not None else path)
     md = pf.metadata
     chunks = [md.row_group(rg).column(c) for rg in range(md.num_row_groups) for c in range(md.num_columns)]
     text_bytes = sum(col.total_uncompressed_size for col in chunks if col.path_in_schema == "text")
@@ -380,7 +416,8 @@ def _shard_facts(path: str) -> tuple[pa.Schema, int, int, int]:
     for col in (col for col in chunks if col.path_in_schema == "id"):
         st = col.statistics
         if st is None or not st.has_null_count:
-            nulls = int(pq.read_table(path, columns=["id"]).column("id").null_count)
+            ids = shard_io.read_shard(path, ["id"]) if f is not None else pq.read_table(path, columns=["id"])
+            nulls = int(ids.column("id").null_count)
             break
         nulls += st.null_count
     return pf.schema_arrow, md.num_rows, text_bytes, nulls

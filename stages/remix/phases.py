@@ -15,6 +15,14 @@
 The text is decoded once (phase 1), written once to the work file and once, shuffled, to the
 output: two passes over the data. Memory per task: one input shard, or one output partition
 (≈ `shard_bytes`) plus the pages of the label files it touches; never the dataset.
+
+On object storage (`Plan.work` an `s3://…` URL, the output a URL; see docs/object-storage.md)
+nothing is memory-mapped and no disk is shared: the work files are objects under
+`OUT/_work/<key>/`, and the scatter phase writes the sampled rows themselves (all columns, each
+copy) into the partition pieces, so a gather task downloads only its own pieces, never every
+label file (three passes over the data instead of two, but O(data) traffic instead of
+O(partitions × data)). The output rows, their order and so the shard bytes are the same as the
+local layout's: the gather sorts by the same (shuffle key, shard, row, repeat) key.
 """
 
 from __future__ import annotations
@@ -51,6 +59,13 @@ class Plan:
     classifier_min_prob: float
     tokenizer: str | None
     units: str                       # "bytes" or "tokens" (counted with the tokenizer)
+    #: only on object storage: rejected pieces carry their text (`keep_rejected_text`)
+    with_text: bool = False
+
+    @property
+    def remote(self) -> bool:
+        """The work files are objects (an object-store URL), not local files."""
+        return shard_io.is_url(self.work)
 
 
 @dataclass(frozen=True)
@@ -63,10 +78,19 @@ class Decisions:
     groups: tuple[str, ...] = field(default_factory=tuple)
 
 
-def write_work(table: pa.Table, path: Path) -> None:
+def write_work(table: pa.Table, path: Path | str) -> None:
     """A work file: written to a temp name and renamed, not fsynced. Work files live only for
     one `execute` (a rerun redoes the phases; only committed output shards are resumed), so a
-    machine crash cannot leave a torn one that is trusted later; the output shards are fsynced."""
+    machine crash cannot leave a torn one that is trusted later; the output shards are fsynced.
+    An object-store URL: the file is built in memory and PUT as one object (atomic, retried)."""
+    if isinstance(path, str):
+        from winnow.stages import remote_io
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=8192)
+        remote_io.put_bytes(path, sink.getvalue().to_pybytes())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -74,13 +98,34 @@ def write_work(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def labelled_path(plan: Plan, i: int) -> Path:
-    """Shard i's label and work columns (row-aligned with input shard i; no text)."""
-    return Path(plan.work) / "labels" / f"part-{i:05d}.arrow"
+def labelled_path(plan: Plan, i: int) -> Path | str:
+    """Shard i with its label and work columns (row-aligned with input shard i); a URL (str) on
+    object storage."""
+    return shard_io.stage_file(plan.work, "labels", f"part-{i:05d}.arrow")
 
 
-def part_dir(plan: Plan, j: int) -> Path:
-    return Path(plan.work) / "parts" / f"p-{j:05d}"
+def part_dir(plan: Plan, j: int) -> Path | str:
+    return shard_io.stage_file(plan.work, "parts", f"p-{j:05d}")
+
+
+def _work_exists(path: Path | str) -> bool:
+    if isinstance(path, str):
+        from winnow.stages import remote_io
+
+        fs, p = remote_io.url_fs(path)
+        fs.invalidate_cache()
+        return bool(remote_io.with_retries(lambda: fs.exists(p), path))
+    return path.exists()
+
+
+def _pieces(d: Path | str, prefix: str) -> list[Path | str]:
+    """The work pieces `prefix-*.arrow` of a partition directory, sorted by name."""
+    if isinstance(d, str):
+        from winnow.stages import remote_io
+
+        return [f"{d}/{rel}" for rel in sorted(remote_io.list_files(d))
+                if "/" not in rel and rel.startswith(f"{prefix}-") and rel.endswith(".arrow")]
+    return sorted(d.glob(f"{prefix}-*.arrow")) if d.exists() else []
 
 
 def group_column(domains: pa.ChunkedArray, langs: pa.ChunkedArray, by_lang: bool) -> pa.ChunkedArray:
@@ -121,7 +166,7 @@ def label_shard(plan: Plan, i: int) -> dict[str, Any]:
     file (`labels/part-i.arrow`, memory-mapped by the later phases: the input's compression is
     paid once); return its per-document arrays."""
     path = labelled_path(plan, i)
-    if path.exists():   # a retried task whose first attempt finished the file
+    if _work_exists(path):   # a retried task whose first attempt finished the file
         table = shard_io.read_shard(path)
     else:
         src = shard_io.read_shard(plan.inputs[i])
@@ -177,7 +222,10 @@ def scatter_shard(plan: Plan, decisions: Decisions, i: int) -> dict[str, int]:
     small index pieces `parts/p-j/in-i.arrow` (source shard, row, repeat, key) — the documents
     themselves stay in the memory-mapped label file until the gather phase takes them once.
     Not-sampled documents (as rejected rows) are partitioned by their repeat-0 key."""
-    table = shard_io.read_shard(labelled_path(plan, i), ["id", "url", "_group", "_skey", "_row"])
+    full = shard_io.read_shard(labelled_path(plan, i)) if plan.remote else None
+    table = (full.select(["id", "url", "_group", "_skey", "_row"]) if full is not None
+             else shard_io.read_shard(labelled_path(plan, i), ["id", "url", "_group", "_skey", "_row"]))
+    rows_of = _align(full, decisions.schema) if full is not None else None
     P = decisions.partitions
     enc = pc.dictionary_encode(table.column("_group")).combine_chunks()
     codes = enc.indices.to_numpy(zero_copy_only=False)
@@ -202,18 +250,29 @@ def scatter_shard(plan: Plan, decisions: Decisions, i: int) -> dict[str, int]:
     urls = table.column("url").to_pylist()
     for j in np.unique(part):
         sel = np.flatnonzero(part == j)
-        write_work(pa.table({"_src": pa.array(np.full(len(sel), i, dtype=np.int32)),
-                             "_idx": pa.array(doc_idx[sel]), "repeat": pa.array(repeat[sel], pa.int32()),
-                             "_shuffle": pa.array(skeys[sel], pa.uint64())}),
-                   part_dir(plan, int(j)) / f"in-{i:05d}.arrow")
+        piece = pa.table({"_src": pa.array(np.full(len(sel), i, dtype=np.int32)),
+                          "_idx": pa.array(doc_idx[sel]), "repeat": pa.array(repeat[sel], pa.int32()),
+                          "_shuffle": pa.array(skeys[sel], pa.uint64())})
+        if rows_of is not None:   # object storage: the rows themselves travel with their index
+            rows = rows_of.take(pa.array(doc_idx[sel]))
+            for f in piece.schema:
+                rows = rows.append_column(f"_piece{f.name}", piece.column(f.name))
+            piece = rows
+        write_work(piece, _join(part_dir(plan, int(j)), f"in-{i:05d}.arrow"))
     for j in np.unique(rej_part):
         sel = not_sampled[rej_part == j]
         rej = pa.table({"id": pa.array([ids[k] for k in sel], pa.string()),
                         "url": pa.array([urls[k] for k in sel], pa.string()),
                         "reason": pa.array([REASON_NOT_SAMPLED] * len(sel), pa.string()),
                         "_shuffle": pa.array(rej_keys[rej_part == j], pa.uint64())})
-        write_work(rej, part_dir(plan, int(j)) / f"rej-{i:05d}.arrow")
+        if full is not None and plan.with_text:   # object storage: no label file lookups later
+            rej = rej.append_column("text", full.column("text").take(pa.array(sel)).cast(pa.string()))
+        write_work(rej, _join(part_dir(plan, int(j)), f"rej-{i:05d}.arrow"))
     return {"sampled_docs": int((copies > 0).sum()), "rows": int(len(doc_idx)), "not_sampled": int(len(not_sampled))}
+
+
+def _join(d: Path | str, name: str) -> Path | str:
+    return f"{d}/{name}" if isinstance(d, str) else d / name
 
 
 # --- phase 4 ---------------------------------------------------------------------------------
@@ -222,16 +281,20 @@ def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, nam
     """Sort partition j's index by shuffle key, take its rows once from the memory-mapped label
     files, and commit them as output shard `name`."""
     d = part_dir(plan, j)
-    pieces = sorted(d.glob("in-*.arrow")) if d.exists() else []
-    rej_pieces = sorted(d.glob("rej-*.arrow")) if d.exists() else []
+    pieces = _pieces(d, "in")
+    rej_pieces = _pieces(d, "rej")
     out_schema = _output_schema(decisions.schema)
     if pieces:
         index = pa.concat_tables([shard_io.read_shard(p) for p in pieces])
-        src = index.column("_src").to_numpy()
-        idx = index.column("_idx").to_numpy()
-        rep = index.column("repeat").to_numpy()
-        order = np.lexsort((rep, idx, src, index.column("_shuffle").to_numpy()))
-        table = _take_in_order(plan, decisions.schema, src[order], idx[order])
+        pre = "_piece" if plan.remote else ""
+        src = index.column(f"{pre}_src").to_numpy()
+        idx = index.column(f"{pre}_idx").to_numpy()
+        rep = index.column(f"{pre}repeat").to_numpy()
+        order = np.lexsort((rep, idx, src, index.column(f"{pre}_shuffle").to_numpy()))
+        if plan.remote:   # the rows came with the pieces: one take, as `_take_in_order` ends
+            table = index.select(decisions.schema.names).combine_chunks().take(pa.array(order))
+        else:
+            table = _take_in_order(plan, decisions.schema, src[order], idx[order])
         repeat = rep[order].astype(np.int32)
         table = table.append_column("repeat", pa.array(repeat, pa.int32()))
     else:
@@ -264,9 +327,20 @@ def gather_partition(plan: Plan, decisions: Decisions, j: int, out_dir: str, nam
     else:
         rejected = shard_io.empty_rejected(with_text)
     if with_text and rejected.num_rows:
-        rejected = _attach_rejected_text(plan, rejected)
-    return commit_remix_shard(Path(out_dir), name, kept=kept, rejected=rejected, repeated=counters["repeated"],
-                              config_hash=config_hash, fingerprint=fingerprint, counters=counters)
+        if plan.remote:   # the pieces carry the text, in the rows' order
+            rejected = rejected.set_column(rejected.column_names.index("text"), "text", rej.column("text"))
+        else:
+            rejected = _attach_rejected_text(plan, rejected)
+
+    def _commit(_task: Any, stage_dir: Path) -> dict[str, Any]:
+        return commit_remix_shard(stage_dir, name, kept=kept, rejected=rejected, repeated=counters["repeated"],
+                                  config_hash=config_hash, fingerprint=fingerprint, counters=counters)
+
+    if shard_io.is_url(out_dir):   # built in a local temp dir, uploaded: data, rejected, record last
+        from winnow.stages import remote_io
+
+        return remote_io.commit_shard_remote(_commit, None, out_dir)
+    return _commit(None, Path(out_dir))
 
 
 def _take_in_order(plan: Plan, schema: pa.Schema, src: np.ndarray, idx: np.ndarray) -> pa.Table:
