@@ -1,0 +1,205 @@
+"""Dedup with its output, its `_work` shuffle files and its cross-dump index on object storage,
+against a real S3 server on loopback (moto's, behind the fault proxy of `s3_server.py`).
+
+Every run is a fresh process with the server's environment (`AWS_ENDPOINT_URL`, credentials), as
+a Ray job would be; its Ray workers inherit it. Nothing is shared through a local disk but the
+input shards (local parquet files, as on a cluster whose inputs sit on a mounted volume).
+
+Covered: real Common Crawl shards deduplicated into `s3://` on Ray byte-identical, object by
+object (sha256), to the same run into a local directory, with PUTs that fail once on the way;
+the index on S3 reused by a second run (its documents' signatures read from the index, not
+recomputed) and re-partitioned in place; a run killed mid-stage and resumed from its `_work`
+objects, ending byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pytest
+
+from s3_server import BUCKET, S3, remote_digests, s3  # noqa: F401 - s3 is the fixture
+from test_dedup_stage import cc_table, write_shards
+from winnow.pipeline import shards as shard_io
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: One dedup run in a fresh process. A local output goes through the runner (`run_stage`); an
+#: object-store output through the stage's own `execute` and the runner's manifest checks (the
+#: runner's object-storage path does not route whole-dataset stages yet; see
+#: docs/dedup-object-storage.md), then the manifest is written last, as the runner does.
+DRIVER = textwrap.dedent("""
+    import json, sys
+    from winnow.pipeline.runner import RayRuntime, SerialRuntime, build_manifest, check_counts_chain, run_stage
+    from winnow.stages import remote_io
+    from winnow.stages.dedup import DedupStage, store
+    out, runtime, cfg, *inputs = sys.argv[1:]
+    stage = DedupStage(json.loads(cfg))
+    rt = RayRuntime(workers=2, show_progress=False) if runtime == "ray" else SerialRuntime()
+    if remote_io.is_url(out):
+        remote_io.check_output_writable(out)
+        tasks = stage.plan_tasks(inputs)
+        records = stage.execute(tasks, out, rt)
+        m = build_manifest(stage, inputs, records, tasks)
+        check_counts_chain(stage, inputs, m)
+        remote_io.put_bytes(remote_io.join(out, "manifest.json"), store.json_bytes(m))
+    else:
+        m = run_stage(stage, inputs, out, rt)
+    print("RESULT " + json.dumps({"input": m["input"], "kept": m["kept"], "rejected": m["rejected"],
+                                  "counters": m["counters"]}))
+""")
+
+
+def dedup(s3: S3, out: str, inputs: list[Path], runtime: str = "serial", env: dict[str, str] | None = None,
+          **cfg: object) -> dict:
+    proc = subprocess.run([sys.executable, "-c", DRIVER, out, runtime, json.dumps(cfg), *map(str, inputs)],
+                          cwd=REPO, env=env or s3.env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+
+
+def local_files(stage_dir: Path, subs: tuple[str, ...] = ("data", "rejected")) -> dict[str, bytes]:
+    return {str(p.relative_to(stage_dir)): p.read_bytes()
+            for sub in subs for p in sorted((stage_dir / sub).glob("*")) if p.is_file()}
+
+
+def sha(files: dict[str, bytes]) -> dict[str, str]:
+    return {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+
+
+@pytest.fixture
+def own_tmp() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="winnow-dedup-s3-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cc(shared_data: Path) -> pa.Table:
+    """The 697 real CC-MAIN-2019-30 documents (35 exact duplicates among them)."""
+    return cc_table(shared_data)
+
+
+@pytest.mark.slow
+def test_dedup_to_s3_on_ray_matches_a_local_output(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
+    """Output and `_work` on S3, two Ray workers; the shard data object of shard 1 and the commit
+    record of shard 2 answer their first PUT with 503 SlowDown (botocore's own retries off)."""
+    inp = write_shards(cc, own_tmp / "in", 3)
+    out = f"s3://{BUCKET}/ray/dedup"
+    flaky = {f"/{BUCKET}/ray/dedup/data/part-00001.parquet", f"/{BUCKET}/ray/dedup/_progress/part-00002.json"}
+    s3.proxy.fail_once |= flaky
+    m = dedup(s3, out, [inp], runtime="ray", env={**s3.env, "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"},
+              partitions=4)
+    assert not s3.proxy.fail_once and all(s3.proxy.puts[k] == 2 for k in flaky)  # both faults hit, both retried
+    local = own_tmp / "local" / "dedup"  # the same stage-directory name: commit records name it in their stats
+    ml = dedup(s3, str(local), [inp], partitions=4)
+    assert m == ml and m["input"] == 697 == m["kept"] + m["rejected"] and m["counters"]["exact_dup"] == 35
+    objects = s3.keys("ray/dedup/")
+    assert remote_digests(objects) == sha(local_files(local)) and len(remote_digests(objects)) == 6
+    records = {k: v for k, v in objects.items() if k.startswith("_progress/")}
+    assert records == local_files(local, ("_progress",))             # commit records byte-identical too
+    assert json.loads(objects["manifest.json"]) == shard_io.read_json(local / "manifest.json")
+    assert not [k for k in objects if k.startswith("_work/")]         # keep_work off: the work objects are gone
+    assert not [k for k in objects if "probe" in k]
+
+
+def test_index_on_s3_is_reused_across_dumps(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
+    """Dump A, then dump B (100 of its documents are A's), both against one index on S3: B's run
+    reads A's signatures and band keys from the index (it signs only its own documents), its
+    output equals the same two runs with a local index, and the index is re-partitioned on S3."""
+    a = write_shards(cc.slice(0, 400), own_tmp / "A", 3)
+    b_table = cc.slice(300, 397)
+    b_table = b_table.set_column(b_table.schema.get_field_index("dump"), "dump",
+                                 pa.array(["CC-MAIN-2019-35"] * b_table.num_rows))
+    b = write_shards(b_table, own_tmp / "B", 3)
+    index = f"s3://{BUCKET}/idx/index"
+    ma = dedup(s3, f"s3://{BUCKET}/idx/A/dedup", [a], index=index, partitions=4, keep_work=True)
+    mb = dedup(s3, f"s3://{BUCKET}/idx/B/dedup", [b], index=index, partitions=4, keep_work=True)
+    assert mb["counters"]["index_docs_before"] == ma["kept"] == 377
+    idx_objects = s3.keys("idx/index/")
+    meta = json.loads(idx_objects["index.json"])
+    assert [s["docs"] for s in meta["segments"]] == [ma["kept"], mb["kept"]] and meta["docs"] == ma["kept"] + mb["kept"]
+    assert all(any(k.startswith(f"{s['name']}/sig/") for k in idx_objects) for s in meta["segments"])
+    assert not [k for k in idx_objects if "/bands/part-" in k or "/exact/part-" in k]  # per-shard keys compacted away
+    # B signed only its own 397 documents: A's came from the index on S3
+    import pyarrow.ipc as ipc
+
+    work_b = s3.keys("idx/B/dedup/_work/")
+    sigs = [v for k, v in work_b.items() if "/sig/part-" in k and k.endswith(".arrow")]
+    assert len(sigs) == 3 and sum(ipc.open_file(pa.BufferReader(v)).read_all().num_rows for v in sigs) == 397
+    assert mb["kept"] < b_table.num_rows - 90                         # A's 100 documents were removed from B
+
+    # the same two runs with a local index and local outputs: the same shards, byte for byte
+    la, lb = own_tmp / "local-A" / "dedup", own_tmp / "local-B" / "dedup"
+    assert dedup(s3, str(la), [a], index=str(own_tmp / "index"), partitions=4) == ma
+    assert dedup(s3, str(lb), [b], index=str(own_tmp / "index"), partitions=4) == mb
+    assert remote_digests(s3.keys("idx/A/dedup/")) == sha(local_files(la))
+    assert remote_digests(s3.keys("idx/B/dedup/")) == sha(local_files(lb))
+    local_meta = shard_io.read_json(own_tmp / "index" / "index.json")
+    assert [s["docs"] for s in local_meta["segments"]] == [s["docs"] for s in meta["segments"]]
+
+    # rerunning B adds nothing to the index; B again into a fresh output finds all of it indexed,
+    # after the index was re-partitioned on S3 (4 -> 8)
+    assert dedup(s3, f"s3://{BUCKET}/idx/B/dedup", [b], index=index, partitions=4, keep_work=True) == mb
+    assert len(json.loads(s3.keys("idx/index/")["index.json"])["segments"]) == 2
+    proc = subprocess.run([sys.executable, "-m", "winnow.pipeline.cli", "dedup", "index", "reshard", index,
+                           "--partitions", "8"], cwd=REPO, env=s3.env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    resharded = s3.keys("idx/index/")
+    assert json.loads(resharded["index.json"])["partitions"] == 8
+    assert all(s["keys_dir"] == "p-8" for s in json.loads(resharded["index.json"])["segments"])
+    assert not [k for k in resharded if k.split("/")[1:2] in (["bands"], ["exact"])]  # the old layout was removed
+    again = dedup(s3, f"s3://{BUCKET}/idx/B2/dedup", [b], index=index)
+    assert again["kept"] == 0 and again["input"] == 397 and again["counters"]["partitions"] == 8
+
+
+def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
+    """SIGKILL a dedup into s3:// once its LSH phase has started; the rerun takes the finished
+    tasks' `_work` objects as they are (not one of them is written again) and ends with objects
+    byte-identical to an uninterrupted local run."""
+    inp = write_shards(cc, own_tmp / "in", 8)
+    out = f"s3://{BUCKET}/kill/dedup"
+    cfg = {"partitions": 16, "keep_work": True, "union_find_max_edges": 0}
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, out, "serial", json.dumps(cfg), str(inp)], cwd=REPO,
+                            env=s3.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def keys() -> list[str]:
+        found = []
+        for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="kill/dedup/"):
+            found += [o["Key"][len("kill/dedup/"):] for o in page.get("Contents", [])]
+        return found
+
+    deadline = time.monotonic() + 600
+    while not any("/lsh/" in k and k.endswith(".done.json") for k in keys()):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "the LSH phase never started"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = keys()
+    assert len([k for k in at_kill if k.startswith("_progress/")]) < 8, "the kill must land mid-stage"
+    finished = [k for k in at_kill if k.startswith("_work/") and "/exact_map/" in k and k.endswith(".arrow")]
+    assert len(finished) == 8
+    puts_before = {k: s3.proxy.puts.get(f"/{BUCKET}/kill/dedup/{k}") for k in finished}
+
+    m = dedup(s3, out, [inp], **cfg)
+    assert {k: s3.proxy.puts.get(f"/{BUCKET}/kill/dedup/{k}") for k in finished} == puts_before  # reused, not redone
+    assert m["counters"]["cc_fast_path"] == 0 and m["counters"]["cc_rounds"] >= 1  # star rounds ran on S3
+    local = own_tmp / "local" / "dedup"
+    assert dedup(s3, str(local), [inp], **cfg) == m
+    objects = s3.keys("kill/dedup/")
+    assert remote_digests(objects) == sha(local_files(local)) and len(remote_digests(objects)) == 16
+    assert {k: v for k, v in objects.items() if k.startswith("_progress/")} == local_files(local, ("_progress",))
+    assert m["input"] == 697 == m["kept"] + m["rejected"]
