@@ -440,6 +440,10 @@ def test_missing_manifest_on_s3_is_a_clear_error(s3_env: S3, own_tmp: Path) -> N
     s3_env.client.delete_object(Bucket=BUCKET, Key="halfgone/ingest/data/part-00000.parquet")
     with pytest.raises(shard_io.NotAStageOutput, match="lists .*part-00000.parquet, which does not exist"):
         run_stage(filter_stage(), [url], own_tmp / "out", SerialRuntime())
+    url = hand_made_stage(s3_env, own_tmp, "garbled/ingest")
+    s3_env.client.put_object(Bucket=BUCKET, Key="garbled/ingest/manifest.json", Body=b'{"shards": [')
+    with pytest.raises(shard_io.NotAStageOutput, match="garbled/ingest/manifest.json: not valid JSON"):
+        run_stage(filter_stage(), [url], own_tmp / "out", SerialRuntime())
     assert not (own_tmp / "out" / "manifest.json").exists()
 
 
@@ -490,9 +494,9 @@ def test_remix_writes_to_s3_resumes_after_a_kill_and_matches_a_local_output(s3: 
     """Remix from an `s3://` ingest directory into an `s3://` stage directory: its work files are
     objects under `_work/` (no shared disk), each gather task uploads its shard's objects with
     the commit record last, the manifest comes last. The driver is SIGKILLed once some output
-    shards are committed; the rerun redoes the phases, keeps the committed shards, removes the
-    work objects, and every data and rejected object (Arrow IPC and parquet) equals a remix of
-    the same input into a local directory."""
+    shards are committed; the rerun (whose report and manifest PUTs fail once) redoes the
+    phases, keeps the committed shards, removes the work objects, and every data and rejected
+    object (Arrow IPC and parquet) equals a remix of the same input into a local directory."""
     upload(s3, shared_data, SMALL_INPUTS + [JSONL], "in-remix")
     ingest, out = f"s3://{BUCKET}/remix/ingest", f"s3://{BUCKET}/remix/remix"
     args = [sys.executable, "-c", REMIX_DRIVER, ingest, out, "1", f"s3://{BUCKET}/in-remix/*"]
@@ -513,9 +517,14 @@ def test_remix_writes_to_s3_resumes_after_a_kill_and_matches_a_local_output(s3: 
     committed = len(listing("remix/remix/_progress/"))
     assert "remix/remix/manifest.json" not in listing("remix/remix/")
     assert listing("remix/remix/_work/"), "the work files are objects on the store"
-    done = subprocess.run(args[:-1] + [f"s3://{BUCKET}/in-remix/*"], cwd=REPO, env=s3.env, capture_output=True,
+    # the rerun meets a 503 on the first PUT of its report and of its manifest (botocore's own
+    # retries off): winnow's write_retrying cures both
+    flaky = {f"/{BUCKET}/remix/remix/remix_report.json", f"/{BUCKET}/remix/remix/manifest.json"}
+    s3.proxy.fail_once |= flaky
+    done = subprocess.run(args, cwd=REPO, env={**s3.env, "AWS_MAX_ATTEMPTS": "1"}, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert not s3.proxy.fail_once & flaky
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert committed < result["shards"], "the kill must land part-way"
     print(f"remix killed with {committed} of {result['shards']} shards committed")  # for the report
@@ -566,3 +575,58 @@ def test_tokenizer_trains_from_and_into_s3(s3_env: S3, own_tmp: Path) -> None:
     assert order.index("_progress/tokenizer.json") > max(order.index(n) for n in ("tokenizer.json", "sample.parquet",
                                                                                     "tokenizer_manifest.json"))
     assert order.index("manifest.json") > order.index("_progress/tokenizer.json")
+
+
+DECONT_DRIVER = textwrap.dedent("""
+    import json, sys
+    from winnow.pipeline.runner import RayRuntime, run_stage
+    from winnow.stages.decontaminate import DecontaminateStage
+    from winnow.stages.ingest import IngestStage
+    ingest_out, out, workers, benchmarks, *inputs = sys.argv[1:]
+    rt = RayRuntime(workers=int(workers), show_progress=False)
+    if inputs:
+        run_stage(IngestStage({"extractor": "resiliparse"}), inputs, ingest_out, rt)
+    m = run_stage(DecontaminateStage({"benchmarks": benchmarks.split(",")}), [ingest_out], out, rt)
+    print("RESULT " + json.dumps({"input": m["input"], "kept": m["kept"], "shards": len(m["shards"])}))
+""")
+
+
+@pytest.mark.slow
+def test_decontaminate_killed_on_s3_resumes(s3: S3, shared_data: Path, own_tmp: Path) -> None:
+    """Decontaminate from an `s3://` ingest directory (16 shards) into `s3://`, SIGKILLed once a
+    few shards are committed; the rerun reuses them, and the objects and the report equal a
+    decontamination of the same input into a local directory."""
+    n = 16
+    for i in range(n):
+        s3.client.upload_file(str(shared_data / JSONL), BUCKET, f"in-decont/copy-{i:02d}.jsonl.gz")
+    benchmarks = ",".join(str(shared_data / "benchmarks" / b) for b in ("gsm8k", "arc"))
+    ingest, out = f"s3://{BUCKET}/decont/ingest", f"s3://{BUCKET}/decont/decontaminate"
+    prep = subprocess.run([sys.executable, "-c", DECONT_DRIVER, ingest, str(own_tmp / "warmup"), "2", benchmarks,
+                           f"s3://{BUCKET}/in-decont/*"], cwd=REPO, env=s3.env, capture_output=True, text=True, timeout=900)
+    assert prep.returncode == 0, prep.stderr[-4000:]
+    proc = subprocess.Popen([sys.executable, "-c", DECONT_DRIVER, ingest, out, "1", benchmarks], cwd=REPO, env=s3.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def records() -> int:
+        return len(s3.client.list_objects_v2(Bucket=BUCKET, Prefix="decont/decontaminate/_progress/").get("Contents", []))
+
+    deadline = time.monotonic() + 600
+    while records() < 3:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no shard committed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = records()
+    assert 3 <= committed < n, "the kill must land part-way"
+    done = subprocess.run([sys.executable, "-c", DECONT_DRIVER, ingest, out, "2", benchmarks], cwd=REPO, env=s3.env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    objects = s3.keys("decont/decontaminate/")
+    assert json.loads(objects["stats.json"])["shards_resumed"] >= committed
+    local = own_tmp / "warmup"   # the same stage from the same s3:// input, into a local directory
+    assert remote_digests(objects) == local_digests(local) and len(local_digests(local)) == 2 * n
+    m = json.loads(objects["manifest.json"])
+    assert m == shard_io.read_json(local / "manifest.json")
+    assert m["input"] == json.loads(s3.keys("decont/ingest/")["manifest.json"])["kept"] > n * 600
+    assert json.loads(objects["decontaminate_report.json"]) == shard_io.read_json(local / "decontaminate_report.json")
