@@ -115,6 +115,7 @@ def test_dedup_to_s3_on_ray_matches_a_local_output(s3: S3, cc: pa.Table, own_tmp
     assert not [k for k in objects if "probe" in k]
 
 
+@pytest.mark.slow
 def test_index_on_s3_is_reused_across_dumps(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
     """Dump A, then dump B (100 of its documents are A's), both against one index on S3: B's run
     reads A's signatures and band keys from the index (it signs only its own documents), its
@@ -125,8 +126,8 @@ def test_index_on_s3_is_reused_across_dumps(s3: S3, cc: pa.Table, own_tmp: Path)
                                  pa.array(["CC-MAIN-2019-35"] * b_table.num_rows))
     b = write_shards(b_table, own_tmp / "B", 3)
     index = f"s3://{BUCKET}/idx/index"
-    ma = dedup(s3, f"s3://{BUCKET}/idx/A/dedup", [a], index=index, partitions=4, keep_work=True)
-    mb = dedup(s3, f"s3://{BUCKET}/idx/B/dedup", [b], index=index, partitions=4, keep_work=True)
+    ma = dedup(s3, f"s3://{BUCKET}/idx/A/dedup", [a], index=index, partitions=2, keep_work=True)
+    mb = dedup(s3, f"s3://{BUCKET}/idx/B/dedup", [b], index=index, partitions=2, keep_work=True)
     assert mb["counters"]["index_docs_before"] == ma["kept"] == 377
     idx_objects = s3.keys("idx/index/")
     meta = json.loads(idx_objects["index.json"])
@@ -143,35 +144,36 @@ def test_index_on_s3_is_reused_across_dumps(s3: S3, cc: pa.Table, own_tmp: Path)
 
     # the same two runs with a local index and local outputs: the same shards, byte for byte
     la, lb = own_tmp / "local-A" / "dedup", own_tmp / "local-B" / "dedup"
-    assert dedup(s3, str(la), [a], index=str(own_tmp / "index"), partitions=4) == ma
-    assert dedup(s3, str(lb), [b], index=str(own_tmp / "index"), partitions=4) == mb
+    assert dedup(s3, str(la), [a], index=str(own_tmp / "index"), partitions=2) == ma
+    assert dedup(s3, str(lb), [b], index=str(own_tmp / "index"), partitions=2) == mb
     assert remote_digests(s3.keys("idx/A/dedup/")) == sha(local_files(la))
     assert remote_digests(s3.keys("idx/B/dedup/")) == sha(local_files(lb))
     local_meta = shard_io.read_json(own_tmp / "index" / "index.json")
     assert [s["docs"] for s in local_meta["segments"]] == [s["docs"] for s in meta["segments"]]
 
     # rerunning B adds nothing to the index; B again into a fresh output finds all of it indexed,
-    # after the index was re-partitioned on S3 (4 -> 8)
-    assert dedup(s3, f"s3://{BUCKET}/idx/B/dedup", [b], index=index, partitions=4, keep_work=True) == mb
+    # after the index was re-partitioned on S3 (2 -> 4)
+    assert dedup(s3, f"s3://{BUCKET}/idx/B/dedup", [b], index=index, partitions=2, keep_work=True) == mb
     assert len(json.loads(s3.keys("idx/index/")["index.json"])["segments"]) == 2
     proc = subprocess.run([sys.executable, "-m", "winnow.pipeline.cli", "dedup", "index", "reshard", index,
-                           "--partitions", "8"], cwd=REPO, env=s3.env, capture_output=True, text=True, timeout=300)
+                           "--partitions", "4"], cwd=REPO, env=s3.env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     resharded = s3.keys("idx/index/")
-    assert json.loads(resharded["index.json"])["partitions"] == 8
-    assert all(s["keys_dir"] == "p-8" for s in json.loads(resharded["index.json"])["segments"])
+    assert json.loads(resharded["index.json"])["partitions"] == 4
+    assert all(s["keys_dir"] == "p-4" for s in json.loads(resharded["index.json"])["segments"])
     assert not [k for k in resharded if k.split("/")[1:2] in (["bands"], ["exact"])]  # the old layout was removed
     again = dedup(s3, f"s3://{BUCKET}/idx/B2/dedup", [b], index=index)
-    assert again["kept"] == 0 and again["input"] == 397 and again["counters"]["partitions"] == 8
+    assert again["kept"] == 0 and again["input"] == 397 and again["counters"]["partitions"] == 4
 
 
+@pytest.mark.slow
 def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
     """SIGKILL a dedup into s3:// once its LSH phase has started; the rerun takes the finished
     tasks' `_work` objects as they are (not one of them is written again) and ends with objects
     byte-identical to an uninterrupted local run."""
-    inp = write_shards(cc, own_tmp / "in", 8)
+    inp = write_shards(cc, own_tmp / "in", 6)
     out = f"s3://{BUCKET}/kill/dedup"
-    cfg = {"partitions": 16, "keep_work": True, "union_find_max_edges": 0}
+    cfg = {"partitions": 8, "keep_work": True, "union_find_max_edges": 0}
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, out, "serial", json.dumps(cfg), str(inp)], cwd=REPO,
                             env=s3.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -189,9 +191,9 @@ def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     at_kill = keys()
-    assert len([k for k in at_kill if k.startswith("_progress/")]) < 8, "the kill must land mid-stage"
+    assert len([k for k in at_kill if k.startswith("_progress/")]) < 6, "the kill must land mid-stage"
     finished = [k for k in at_kill if k.startswith("_work/") and "/exact_map/" in k and k.endswith(".arrow")]
-    assert len(finished) == 8
+    assert len(finished) == 6
     puts_before = {k: s3.proxy.puts.get(f"/{BUCKET}/kill/dedup/{k}") for k in finished}
 
     m = dedup(s3, out, [inp], **cfg)
@@ -200,6 +202,6 @@ def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp:
     local = own_tmp / "local" / "dedup"
     assert dedup(s3, str(local), [inp], **cfg) == m
     objects = s3.keys("kill/dedup/")
-    assert remote_digests(objects) == sha(local_files(local)) and len(remote_digests(objects)) == 16
+    assert remote_digests(objects) == sha(local_files(local)) and len(remote_digests(objects)) == 12
     assert {k: v for k, v in objects.items() if k.startswith("_progress/")} == local_files(local, ("_progress",))
     assert m["input"] == 697 == m["kept"] + m["rejected"]

@@ -205,6 +205,11 @@ def with_ipc(loc: Loc, fn: Callable[[pa.ipc.RecordBatchFileReader], T]) -> T:
 
     def _go() -> T:
         with _open_ranged(loc) as f:
+            # one GET for the file's tail: pyarrow's reads of the footer length and the footer
+            # (and, for a small file, of every batch) are then served from the cache
+            f.seek(max(0, f.size - RANGE_BLOCK))
+            f.read(RANGE_BLOCK)
+            f.seek(0)
             return fn(pa.ipc.open_file(f))
 
     return remote_io.with_retries(_go, str(loc))
