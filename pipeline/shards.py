@@ -406,8 +406,16 @@ def _remote_entries(stage_url: str) -> list["InputShard"]:
     """`input_shard_entries` of a stage directory on object storage (see there)."""
     rio = _rio()
     stage_url = stage_url.rstrip("/")
-    files = rio.list_files(stage_url)
+    try:
+        files = rio.list_files(stage_url)
+    except Exception as exc:  # noqa: BLE001 - credentials, access, a store that does not answer: said plainly
+        clear = rio.unreadable_store(stage_url, exc)
+        if clear is None:
+            raise
+        raise clear from exc
     if not files:
+        if not rio.bucket_exists(stage_url):
+            raise NotAStageOutput(f"{stage_url}: bucket {rio.url_fs(stage_url)[1].split('/', 1)[0]!r} does not exist")
         raise NotAStageOutput(f"{stage_url}: no objects under this prefix (not a stage output, or the stage "
                               f"never ran)")
     if MANIFEST in files:

@@ -278,6 +278,31 @@ def commit_shard_remote(run_and_commit: Callable[[Any, Any], dict[str, Any]], ta
     return record
 
 
+def unreadable_store(url: str, exc: BaseException) -> InputUnreadable | None:
+    """An `InputUnreadable` saying what to fix when reading `url` failed for a reason that is not
+    the data's (no credentials, access denied, a store that does not answer); None otherwise."""
+    text = f"{type(exc).__name__}: {exc}"
+    kind = _botocore_kind(exc)
+    if kind == "credentials" or ("Unable to locate credentials" in text):
+        return InputUnreadable(f"{url}: no credentials found for the object store ({text}); set AWS_ACCESS_KEY_ID "
+                               f"and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an instance/pod role")
+    if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
+        return InputUnreadable(f"{url}: not readable with these credentials (access denied: {text})")
+    if kind == "transient" or isinstance(exc, InputUnreadable) and "still failing" in str(exc):
+        return InputUnreadable(f"{url}: the object store does not answer ({text}); check the endpoint and network")
+    return None
+
+
+def bucket_exists(url: str) -> bool:
+    """Whether the bucket (first path component) of an object-store URL exists."""
+    fs, path = url_fs(url)
+    bucket = path.split("/", 1)[0]
+    try:
+        return bool(with_retries(lambda: fs.exists(bucket), url))
+    except Exception:  # noqa: BLE001 - only used to word an error
+        return True
+
+
 def check_output_writable(out: str) -> None:
     """Fail fast, before planning or scheduling anything, when the output location cannot be
     written: write a small probe object (or file) under it and delete it again. Missing

@@ -630,3 +630,27 @@ def test_decontaminate_killed_on_s3_resumes(s3: S3, shared_data: Path, own_tmp: 
     assert m == shard_io.read_json(local / "manifest.json")
     assert m["input"] == json.loads(s3.keys("decont/ingest/")["manifest.json"])["kept"] > n * 600
     assert json.loads(objects["decontaminate_report.json"]) == shard_io.read_json(local / "decontaminate_report.json")
+
+
+def test_unreadable_input_store_is_a_clear_error(s3_env: S3, own_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage directory on a bucket that does not exist, without credentials, or on a store that
+    does not answer: each an error saying which, at planning (before any work)."""
+    import s3fs
+
+    from winnow.stages.remote_io import InputUnreadable
+
+    with pytest.raises(shard_io.NotAStageOutput, match="bucket 'no-such-bucket-here' does not exist"):
+        shard_io.input_shard_entries("s3://no-such-bucket-here/run/ingest")
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(own_tmp / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(own_tmp / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(InputUnreadable, match="no credentials found for the object store.*AWS_ACCESS_KEY_ID"):
+        shard_io.input_shard_entries(f"s3://{BUCKET}/run/ingest")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(InputUnreadable, match="the object store does not answer"):
+        shard_io.input_shard_entries(f"s3://{BUCKET}/run/ingest")
