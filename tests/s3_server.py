@@ -45,7 +45,7 @@ def free_port() -> int:
 class FaultProxy(http.server.ThreadingHTTPServer):
     """Forwards every request to the S3 server; `fail_once` keys answer their first PUT with 503
     SlowDown, keys under a `deny` prefix answer every PUT with 403 AccessDenied. `puts` counts
-    PUT requests per path."""
+    PUT requests per path, `got` the body bytes of GET answers per path."""
 
     daemon_threads = True
 
@@ -55,6 +55,7 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         self.fail_once: set[str] = set()
         self.deny: tuple[str, ...] = ()
         self.puts: dict[str, int] = {}
+        self.got: dict[str, int] = {}
         self.lock = threading.Lock()
 
 
@@ -117,6 +118,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if not head:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if self.command == "GET":
+            with server.lock:
+                server.got[path] = server.got.get(path, 0) + len(data)
         if self.command != "HEAD":
             self.wfile.write(data)
 

@@ -654,3 +654,28 @@ def test_unreadable_input_store_is_a_clear_error(s3_env: S3, own_tmp: Path, monk
     s3fs.S3FileSystem.clear_instance_cache()
     with pytest.raises(InputUnreadable, match="the object store does not answer"):
         shard_io.input_shard_entries(f"s3://{BUCKET}/run/ingest")
+
+
+def test_remix_on_s3_downloads_each_partition_once_not_every_label_file(s3_env: S3, own_tmp: Path,
+                                                                        shared_data: Path) -> None:
+    """Remix's gather on object storage reads only its own partition pieces: with 30 output
+    partitions the bytes downloaded from the work prefix stay within a small multiple of the
+    labelled data (label files read once by the scatter, pieces once by the gathers), where
+    taking rows from every label file in every gather would download about 30 × the labelled
+    data."""
+    from winnow.pipeline.runner import SerialRuntime, run_stage
+    from winnow.stages.ingest import IngestStage
+    from winnow.stages.remix import RemixStage
+    from winnow.stages.remote_io import list_files
+
+    ingest = f"s3://{BUCKET}/traffic/ingest"
+    run_stage(IngestStage({"extractor": "resiliparse"}), [str(shared_data / JSONL)], ingest, SerialRuntime())
+    out = f"s3://{BUCKET}/traffic/remix"
+    s3_env.proxy.got.clear()
+    m = run_stage(RemixStage({"shard_bytes": 80_000, "keep_work": True}), [ingest], out, SerialRuntime())
+    assert len(m["shards"]) >= 30
+    files = list_files(out)
+    labels = sum(n for k, n in files.items() if "/labels/" in k)
+    work_read = sum(n for k, n in s3_env.proxy.got.items() if "/traffic/remix/_work/" in k)
+    print(f"remix on s3: {len(m['shards'])} partitions, labels {labels:,} B, work bytes downloaded {work_read:,} B")
+    assert labels > 0 and work_read < 4 * labels, (work_read, labels)
