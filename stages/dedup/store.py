@@ -170,10 +170,24 @@ def write_json(loc: Loc, obj: Any) -> None:
 
 # ---- reading --------------------------------------------------------------------------------------
 
-def read_bytes(loc: Loc) -> bytes | None:
-    """The whole file, None when it does not exist."""
-    if is_remote(loc):
+def _get_small(loc: Loc) -> bytes | None:
+    """A small object (a done or commit record) in one GET, None when it does not exist. A ranged
+    GET (``bytes=0-``): s3fs fetches a whole object by a HEAD first, and a missing key then costs
+    a HEAD, a listing and the GET. An object the range does not suit (an empty one) is fetched
+    the ordinary way (`remote_io.get_bytes`)."""
+    fs, p = _fs(loc)
+    try:
+        return remote_io.with_retries(lambda: fs.cat_file(p, start=0), str(loc))
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - e.g. 416 InvalidRange for an empty object
         return remote_io.get_bytes(str(loc))
+
+
+def read_bytes(loc: Loc) -> bytes | None:
+    """The whole file, None when it does not exist (remote: meant for small files, `_get_small`)."""
+    if is_remote(loc):
+        return _get_small(loc)
     try:
         return Path(loc).read_bytes()
     except FileNotFoundError:
@@ -197,6 +211,52 @@ def _open_ranged(loc: Loc) -> Any:
     return fs.open(p, "rb", cache_type="bytes", block_size=RANGE_BLOCK)
 
 
+class _TailedFile:
+    """A read-only, seekable view of a remote object for pyarrow, whose last `len(tail)` bytes
+    are already fetched: reads inside the tail cost nothing, other reads one ranged GET of at
+    least `RANGE_BLOCK` bytes (kept as a window, so a batch's metadata and body are one GET)."""
+
+    def __init__(self, fs: Any, path: str, size: int, tail: bytes):
+        self.fs, self.path, self.size = fs, path, size
+        self.tail_at, self.tail = size - len(tail), tail
+        self.win_at, self.win = 0, b""
+        self.pos = 0
+        self.closed = False
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        lo = self.pos
+        hi = self.size if n is None or n < 0 else min(self.size, lo + n)
+        if hi <= lo:
+            return b""
+        for at, buf in ((self.tail_at, self.tail), (self.win_at, self.win)):
+            if at <= lo and hi <= at + len(buf):
+                self.pos = hi
+                return buf[lo - at:hi - at]
+        end = min(self.size, max(hi, lo + RANGE_BLOCK))
+        self.win_at, self.win = lo, self.fs.cat_file(self.path, start=lo, end=end)
+        self.pos = hi
+        return self.win[:hi - lo]
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def with_ipc(loc: Loc, fn: Callable[[pa.ipc.RecordBatchFileReader], T]) -> T:
     """`fn(reader)` on an Arrow IPC file: memory-mapped locally; remotely over ranged reads (the
     footer, then only the batches `fn` asks for), the whole call retried on transient errors."""
@@ -204,13 +264,13 @@ def with_ipc(loc: Loc, fn: Callable[[pa.ipc.RecordBatchFileReader], T]) -> T:
         return fn(pa.ipc.open_file(pa.memory_map(str(loc), "r")))
 
     def _go() -> T:
-        with _open_ranged(loc) as f:
-            # one GET for the file's tail: pyarrow's reads of the footer length and the footer
-            # (and, for a small file, of every batch) are then served from the cache
-            f.seek(max(0, f.size - RANGE_BLOCK))
-            f.read(RANGE_BLOCK)
-            f.seek(0)
-            return fn(pa.ipc.open_file(f))
+        fs, p = _fs(loc)
+        # one suffix GET (no HEAD): the footer, and for a file under RANGE_BLOCK the whole file
+        tail = fs.cat_file(p, start=-RANGE_BLOCK)
+        if len(tail) < RANGE_BLOCK:
+            return fn(pa.ipc.open_file(pa.BufferReader(tail)))
+        size = int(fs.info(p)["size"])
+        return fn(pa.ipc.open_file(pa.PythonFile(_TailedFile(fs, p, size, tail), mode="r")))
 
     return remote_io.with_retries(_go, str(loc))
 
