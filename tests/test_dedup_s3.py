@@ -36,33 +36,21 @@ from winnow.pipeline import shards as shard_io
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: One dedup run in a fresh process. A local output goes through the runner (`run_stage`); an
-#: object-store output through the stage's own `execute` and the runner's manifest checks (the
-#: runner's object-storage path does not route whole-dataset stages yet; see
-#: docs/dedup-object-storage.md), then the manifest is written last, as the runner does.
+#: One dedup run in a fresh process, through the runner (`run_stage`), into a local directory or
+#: an object-store URL alike.
 DRIVER = textwrap.dedent("""
     import json, sys
-    from winnow.pipeline.runner import RayRuntime, SerialRuntime, build_manifest, check_counts_chain, run_stage
-    from winnow.stages import remote_io
-    from winnow.stages.dedup import DedupStage, store
+    from winnow.pipeline.runner import RayRuntime, SerialRuntime, run_stage
+    from winnow.stages.dedup import DedupStage
     out, runtime, cfg, *inputs = sys.argv[1:]
-    stage = DedupStage(json.loads(cfg))
     rt = RayRuntime(workers=2, show_progress=False) if runtime == "ray" else SerialRuntime()
-    if remote_io.is_url(out):
-        remote_io.check_output_writable(out)
-        tasks = stage.plan_tasks(inputs)
-        records = stage.execute(tasks, out, rt)
-        m = build_manifest(stage, inputs, records, tasks)
-        check_counts_chain(stage, inputs, m)
-        remote_io.put_bytes(remote_io.join(out, "manifest.json"), store.json_bytes(m))
-    else:
-        m = run_stage(stage, inputs, out, rt)
+    m = run_stage(DedupStage(json.loads(cfg)), inputs, out, rt)
     print("RESULT " + json.dumps({"input": m["input"], "kept": m["kept"], "rejected": m["rejected"],
                                   "counters": m["counters"]}))
 """)
 
 
-def dedup(s3: S3, out: str, inputs: list[Path], runtime: str = "serial", env: dict[str, str] | None = None,
+def dedup(s3: S3, out: str, inputs: list[Path] | list[str], runtime: str = "serial", env: dict[str, str] | None = None,
           **cfg: object) -> dict:
     proc = subprocess.run([sys.executable, "-c", DRIVER, out, runtime, json.dumps(cfg), *map(str, inputs)],
                           cwd=REPO, env=env or s3.env, capture_output=True, text=True, timeout=900)
@@ -168,13 +156,17 @@ def test_index_on_s3_is_reused_across_dumps(s3: S3, cc: pa.Table, own_tmp: Path)
 
 @pytest.mark.slow
 def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
-    """SIGKILL a dedup into s3:// once its LSH phase has started; the rerun takes the finished
-    tasks' `_work` objects as they are (not one of them is written again) and ends with objects
-    byte-identical to an uninterrupted local run."""
+    """SIGKILL a dedup from input shards on S3 into s3:// once its LSH phase has started (nothing
+    on a local disk but temporary files); the rerun takes the finished tasks' `_work` objects as
+    they are (not one of them is written again) and ends with objects byte-identical to an
+    uninterrupted run from local shards into a local directory."""
     inp = write_shards(cc, own_tmp / "in", 6)
+    for p in sorted(inp.glob("*.parquet")):
+        s3.client.upload_file(str(p), BUCKET, f"kill/in/{p.name}")
+    remote_in = f"s3://{BUCKET}/kill/in"
     out = f"s3://{BUCKET}/kill/dedup"
     cfg = {"partitions": 8, "keep_work": True, "union_find_max_edges": 0}
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, out, "serial", json.dumps(cfg), str(inp)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, out, "serial", json.dumps(cfg), remote_in], cwd=REPO,
                             env=s3.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def keys() -> list[str]:
@@ -191,17 +183,23 @@ def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     at_kill = keys()
-    assert len([k for k in at_kill if k.startswith("_progress/")]) < 6, "the kill must land mid-stage"
+    at_kill_records = [k for k in at_kill if k.startswith("_progress/")]
+    assert len(at_kill_records) < 6 and "manifest.json" not in at_kill, "the kill must land mid-stage"
     finished = [k for k in at_kill if k.startswith("_work/") and "/exact_map/" in k and k.endswith(".arrow")]
     assert len(finished) == 6
     puts_before = {k: s3.proxy.puts.get(f"/{BUCKET}/kill/dedup/{k}") for k in finished}
 
-    m = dedup(s3, out, [inp], **cfg)
+    m = dedup(s3, out, [remote_in], **cfg)
     assert {k: s3.proxy.puts.get(f"/{BUCKET}/kill/dedup/{k}") for k in finished} == puts_before  # reused, not redone
     assert m["counters"]["cc_fast_path"] == 0 and m["counters"]["cc_rounds"] >= 1  # star rounds ran on S3
     local = own_tmp / "local" / "dedup"
     assert dedup(s3, str(local), [inp], **cfg) == m
     objects = s3.keys("kill/dedup/")
     assert remote_digests(objects) == sha(local_files(local)) and len(remote_digests(objects)) == 12
-    assert {k: v for k, v in objects.items() if k.startswith("_progress/")} == local_files(local, ("_progress",))
+
+    def records(files: dict[str, bytes]) -> dict[str, dict]:  # the input identity (URL vs path) aside
+        return {k: {**json.loads(v), "fingerprint": None} for k, v in files.items() if k.startswith("_progress/")}
+
+    assert records(objects) == records(local_files(local, ("_progress",))) and len(records(objects)) == 6
     assert m["input"] == 697 == m["kept"] + m["rejected"]
+    assert json.loads(objects["stats.json"])["shards_resumed"] == len(at_kill_records)

@@ -82,6 +82,9 @@ class DedupStage(Stage):
     help: ClassVar[str] = "remove exact and near-duplicate documents (MinHash LSH) across dumps, on Ray"
     #: every output shard depends on every input shard: any input change redoes the whole stage
     whole_dataset: ClassVar[bool] = True
+    #: the output directory, `_work` and the index may be object-store URLs (`store.py`); the
+    #: runner then hands `execute` every task and the URL (`runner.supports_object_storage`)
+    object_storage: ClassVar[bool] = True
     config: DedupConfig
     #: per phase of the last `execute`: wall seconds, summed task CPU seconds, tasks, peak worker RSS (MB)
     phase_stats: dict[str, dict[str, float]]
