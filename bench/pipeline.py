@@ -254,13 +254,53 @@ def write_aeb_warc(path: Path) -> Path:
     return path
 
 
-def warc_unit(crawl: list[str]) -> bytes:
-    """One "unit" of real WARC: the bytes of every well-formed gzipped WARC of the sample (the
-    demo's CC-MAIN-2020-34 excerpt, ClueWeb quirks, wget pages, the CC-MAIN-2024-22 whirlwind
-    record, warcio's revisit, and the scrapinghub article pages) concatenated. A .warc.gz is a
-    sequence of gzip members, one per record, so k units in one file are a valid WARC of k× the
-    records; the clipped file is left out (it ends a file early)."""
-    return b"".join(Path(p).read_bytes() for p in crawl if p.endswith(".warc.gz") and "clipped" not in p)
+def warc_unit(crawl: list[str]) -> tuple[bytes, int, int]:
+    """One "unit" of real WARC, shaped like CommonCrawl's files: the bytes of every well-formed
+    gzipped WARC of the sample (the demo's CC-MAIN-2020-34 excerpt, ClueWeb quirks, wget pages,
+    the CC-MAIN-2024-22 whirlwind record, warcio's revisit, the scrapinghub article pages)
+    concatenated, then request and metadata records (CCBot's request headers, CC's warc-fields
+    metadata) for the pages that lack them, so that every response comes with two other records as
+    in a CommonCrawl WARC (ingest reads and rejects those: they cost per page too). A .warc.gz is a
+    sequence of gzip members, so k units in one file are a valid WARC of k× the records; the clipped
+    file is left out (it ends a file early). Returns (bytes, response pages, HTML bytes)."""
+    import io
+
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    files = [p for p in crawl if p.endswith(".warc.gz") and "clipped" not in p]
+    urls: list[str] = []
+    others = html = 0
+    for p in files:
+        with open(p, "rb") as f:
+            for rec in ArchiveIterator(f, record_types=WarcRecordType.any_type, parse_http=False):
+                if rec.record_type == WarcRecordType.response:
+                    urls.append(rec.headers.get("WARC-Target-URI", "https://example.org/"))
+                    html += rec.content_length
+                elif rec.record_type != WarcRecordType.warcinfo:
+                    others += 1
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    need = max(0, 2 * len(urls) - others)
+    for i in range(need):
+        url = urls[(i // 2) % len(urls)]
+        if i % 2 == 0:
+            host = url.split("://", 1)[-1].split("/", 1)[0]
+            path = "/" + (url.split("://", 1)[-1].split("/", 1) + [""])[1]
+            http = StatusAndHeaders(f"GET {path} HTTP/1.1", [
+                ("User-Agent", "CCBot/2.0 (https://commoncrawl.org/faq/)"),
+                ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                ("Accept-Language", "en-US,en;q=0.5"), ("Accept-Encoding", "br,gzip"), ("Host", host),
+                ("Connection", "Keep-Alive")], protocol="HTTP/1.1", is_http_request=True)
+            writer.write_record(writer.create_warc_record(url, "request", payload=io.BytesIO(b""), http_headers=http))
+        else:
+            body = (b"fetchTimeMs: 412\r\ncharset-detected: UTF-8\r\nlanguages-cld2: "
+                    b'{"reliable":true,"text-bytes":5210,"languages":[{"code":"en","code-iso-639-3":"eng",'
+                    b'"text-covered":0.99,"score":960.0,"name":"ENGLISH"}]}\r\n')
+            writer.write_record(writer.create_warc_record(url, "metadata", payload=io.BytesIO(body),
+                                                          warc_content_type="application/warc-fields"))
+    return b"".join(Path(p).read_bytes() for p in files) + buf.getvalue(), len(urls), html
 
 
 def write_config(root: Path, name: str, inputs: list[str], stages: list[str], split: int = 1,
@@ -420,11 +460,16 @@ def main() -> None:
     crawl = demo_crawl_files() + [str(write_aeb_warc(root / "aeb.warc.gz"))]
     crawl_only = [p for p in crawl if not p.endswith((".jsonl", ".jsonl.gz"))]
     R = args.repeats
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "stages", "filters", "pipeline", "tokenizer"],
+                           capture_output=True, text=True, cwd=REPO).stdout.split("\n")
+    dirty = [ln[3:] for ln in dirty if ln.strip()]
+    print(f"code measured: commit {head}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else " (clean)"))
 
     # ---- ingest on WARC alone: per page and per file ----------------------------------------------
     warc_old_cfg = write_config(root, "warc", crawl_only, ["ingest"])
     warc_sample = run_repeated(warc_old_cfg, "ingest", crawl_only, root / "warc" / "ingest", {}, R)
-    unit = warc_unit(crawl_only)
+    unit, unit_pages, unit_html = warc_unit(crawl_only)
     warc_points = []
     for files, k in ((1, 1), (1, args.warc_units), (args.warc_units, 1), (args.warc_units, args.warc_units)):
         d = root / f"warc-{files}x{k}"
@@ -437,18 +482,21 @@ def main() -> None:
         c = write_config(root, f"warc-{files}x{k}-run", paths, ["ingest"])
         rec = run_repeated(c, "ingest", paths, root / f"warc-{files}x{k}-run" / "ingest", {}, R)
         rec["label"] = f"{files} file(s) x {k} unit(s)"
+        rec["pages"] = files * k * unit_pages
         warc_points.append(rec)
         shutil.rmtree(root / f"warc-{files}x{k}-run", ignore_errors=True)
-    warc_fit = fit_cost([(r["input"], r["in_shards"], r["cpu_s"]) for r in warc_points])
-    print(f"ingest on WARC only ({len(crawl_only)} crawl files; a WARC unit = the well-formed .warc.gz files "
-          f"concatenated, {len(unit) / 1e6:.1f} MB, {warc_points[0]['input']} records), median of {R} runs:")
-    print(f"  {'point':24} {'records':>8} {'shards':>6} {'CPU s':>7} {'fit s':>7} {'resid':>7}  runs")
+    warc_fit = fit_cost([(r["pages"], r["in_shards"], r["cpu_s"]) for r in warc_points])
+    print(f"ingest on WARC only, CommonCrawl-shaped (a unit = the {len(crawl_only)} crawl files' well-formed .warc.gz "
+          f"concatenated + request/metadata records: {len(unit) / 1e6:.1f} MB, {warc_points[0]['input']} records, "
+          f"{unit_pages} response pages of {unit_html / unit_pages / 1e3:.0f} kB HTML on average), median of {R} runs:")
+    print(f"  {'point':24} {'records':>8} {'pages':>6} {'shards':>6} {'CPU s':>7} {'fit s':>7} {'resid':>7}  runs")
     for r, pred, res in zip(warc_points, warc_fit["pred"], warc_fit["resid"]):
-        print(f"  {r['label']:24} {r['input']:>8,} {r['in_shards']:>6} {r['cpu_s']:>7.2f} {pred:>7.2f} {res:>+7.2f}  "
-              + " ".join(f"{x:.2f}" for x in r["cpu_runs"]))
+        print(f"  {r['label']:24} {r['input']:>8,} {r['pages']:>6,} {r['in_shards']:>6} {r['cpu_s']:>7.2f} {pred:>7.2f} "
+              f"{res:>+7.2f}  " + " ".join(f"{x:.2f}" for x in r["cpu_runs"]))
     warc_rate = 1.0 / warc_fit["per_doc"] if warc_fit["per_doc"] > 0 else 0.0
     warc_sample_rate = warc_sample["input"] / warc_sample["cpu_s"]
-    print(f"  fit: {warc_fit['per_doc'] * 1e3:.3f} ms/page ({warc_rate:,.0f} pages/s/core), "
+    print(f"  fit: {warc_fit['per_doc'] * 1e3:.3f} ms per page with its request and metadata records "
+          f"({warc_rate:,.0f} pages/s/core; {warc_fit['per_doc'] / (unit_html / unit_pages) * 1e9:.1f} us per kB of HTML), "
           f"{warc_fit['per_unit'] * 1e3:.1f} ms per file, {warc_fit['const']:.2f} s per process; "
           f"the demo's crawl files as one sample: {warc_sample['input']} records in {warc_sample['cpu_s']:.2f} s "
           f"= {warc_sample_rate:,.0f} records/s/core (fixed costs included)")
