@@ -157,7 +157,7 @@ def run_child(args: argparse.Namespace) -> None:
     print("STAGE_RESULT " + json.dumps(rec), flush=True)
 
 
-def _hot_spots(prof: Any, total_cpu_s: float, top: int = 8) -> list[dict[str, Any]]:
+def _hot_spots(prof: Any, total_cpu_s: float, top: int = 400) -> list[dict[str, Any]]:
     """The functions with the most own time (cProfile tottime; a C extension's time is charged to
     the builtin call that enters it) and their share of the profiled stage's CPU seconds."""
     import pstats
@@ -505,13 +505,13 @@ def main() -> None:
     points = [("small", args.small_docs, 1), ("large", args.large_docs, 1),
               ("small-split", args.small_docs, args.split), ("large-split", args.large_docs, args.split)]
     chains: dict[str, list[dict[str, Any]]] = {}
-    keep: dict[str, Any] = {}
+    keep: dict[str, dict[str, Any]] = {}
     for tag, n, split in points:
         inputs = crawl + corpus_slices(root / f"corpus-{tag}", n, split)
         res, cfg, arts, read = run_chain(root, tag, inputs, stages, R, split, args)
         chains[tag] = res
-        if tag == "large":
-            keep = {"cfg": cfg, "artifacts": arts, "read": read}
+        if split == 1:
+            keep[tag] = {"cfg": cfg, "artifacts": arts, "read": read}
         print(f"point {tag:12} ({n} docs x {split} file(s) per corpus file): "
               + ", ".join(f"{r['stage']} {r['input']:,}d/{r['units']}t {r['cpu_s']:.1f}s" for r in res), flush=True)
 
@@ -632,18 +632,33 @@ def main() -> None:
           f"{fixed / total:.1%}; peak RSS per worker: {peak['rss_gb']:.2f} GB ({peak['stage']}); goal <= 3,000 "
           f"core-hours per dump: {'met' if total <= 3000 else 'NOT met'}")
 
-    # ---- where the per-document CPU goes at the large point ------------------------------------------
+    # ---- where the per-document CPU goes: profile at the large point less profile at the small one ---
     hot: dict[str, Any] = {}
     if not args.no_profile:
-        print("\nhot spots at the large point (cProfile own time, share of the profiled stage; cProfile adds "
-              "overhead to Python calls, so Python-heavy rows are inflated):")
+        print("\nper-document hot spots: cProfile own time per function at the large point minus the same at the "
+              "small point (both one shard per corpus file), i.e. what the extra documents cost; share of that "
+              "difference. cProfile adds overhead to Python calls, so Python-heavy rows are inflated; a C "
+              "extension's time is charged to the builtin call that enters it (parquet decoding under the "
+              "generator that iterates it)")
         for name in ("dedup", "decontaminate", "filter"):
-            rec = run_stage_child(keep["cfg"], name, keep["read"][name], root / "profile" / name,
-                                  dict(keep["artifacts"]), profile=True)
-            hot[name] = rec["hot"]
-            print(f"  {name} ({rec['cpu_s']:.1f} s CPU under the profiler):")
-            for h in rec["hot"][:5]:
-                print(f"    {h['share']:>6.1%} {h['own_s']:>6.2f} s  {h['calls']:>9,} calls  {h['where']}")
+            recs = {tag: run_stage_child(keep[tag]["cfg"], name, keep[tag]["read"][name],
+                                         root / "profile" / tag / name, dict(keep[tag]["artifacts"]), profile=True)
+                    for tag in ("small", "large")}
+            small = {h["where"]: h for h in recs["small"]["hot"]}
+            rows = [dict(h, delta_s=h["own_s"] - small.get(h["where"], {}).get("own_s", 0.0))
+                    for h in recs["large"]["hot"]]
+            d_docs = recs["large"]["input"] - recs["small"]["input"]
+            d_cpu = recs["large"]["cpu_s"] - recs["small"]["cpu_s"]
+            d_total = sum(max(0.0, r["delta_s"]) for r in rows) or 1.0
+            rows.sort(key=lambda r: -r["delta_s"])
+            for r in rows:
+                r["delta_share"] = max(0.0, r["delta_s"]) / d_total
+            hot[name] = rows[:10]
+            print(f"  {name}: +{d_docs:,} documents, +{d_cpu:.1f} s CPU under the profiler "
+                  f"({d_cpu / max(1, d_docs) * 1e3:.3f} ms/doc; unprofiled fit {fits[name]['per_doc'] * 1e3:.3f})")
+            for h in rows[:5]:
+                print(f"    {h['delta_share']:>6.1%} {h['delta_s'] / max(1, d_docs) * 1e6:>7.1f} us/doc  "
+                      f"{h['calls']:>9,} calls  {h['where']}")
 
     print(f"bench wall {time.perf_counter() - t_start:.0f} s")
     print(json.dumps({"points": {t: [{k: v for k, v in r.items() if k != 'phases'} for r in c] for t, c in chains.items()},
