@@ -105,16 +105,22 @@ def test_dedup_to_s3_on_ray_matches_a_local_output(s3: S3, cc: pa.Table, own_tmp
 
 @pytest.mark.slow
 def test_index_on_s3_is_reused_across_dumps(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
-    """Dump A, then dump B (100 of its documents are A's), both against one index on S3: B's run
-    reads A's signatures and band keys from the index (it signs only its own documents), its
-    output equals the same two runs with a local index, and the index is re-partitioned on S3."""
+    """Dump A, then dump B (100 of its documents are A's), both against one index on S3 (A's
+    index.json PUT fails once and is retried): B's run reads A's signatures and band keys from
+    the index (it signs only its own documents), its output equals the same two runs with a
+    local index, and the index is re-partitioned on S3."""
     a = write_shards(cc.slice(0, 400), own_tmp / "A", 3)
     b_table = cc.slice(300, 397)
     b_table = b_table.set_column(b_table.schema.get_field_index("dump"), "dump",
                                  pa.array(["CC-MAIN-2019-35"] * b_table.num_rows))
     b = write_shards(b_table, own_tmp / "B", 3)
     index = f"s3://{BUCKET}/idx/index"
-    ma = dedup(s3, f"s3://{BUCKET}/idx/A/dedup", [a], index=index, partitions=2, keep_work=True)
+    commit_point = f"/{BUCKET}/idx/index/index.json"
+    s3.proxy.fail_once.add(commit_point)  # the index's commit record: its first PUT answers 503
+    no_botocore_retries = {**s3.env, "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
+    ma = dedup(s3, f"s3://{BUCKET}/idx/A/dedup", [a], env=no_botocore_retries, index=index, partitions=2,
+               keep_work=True)
+    assert commit_point not in s3.proxy.fail_once and s3.proxy.puts[commit_point] == 2
     mb = dedup(s3, f"s3://{BUCKET}/idx/B/dedup", [b], index=index, partitions=2, keep_work=True)
     assert mb["counters"]["index_docs_before"] == ma["kept"] == 377
     idx_objects = s3.keys("idx/index/")

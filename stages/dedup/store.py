@@ -406,21 +406,24 @@ def parquet_columns(path: str) -> list[str]:
 def committed_shards(out: Loc, names: list[tuple[str, str]], config_hash: str) -> dict[str, dict[str, Any] | None]:
     """name -> commit record of each (name, fingerprint) whose shard is committed in the stage
     directory `out` under this config and input, else None. Local: `shards.committed_shard`.
-    Remote: one listing, then the records (read in parallel); a record counts only when the
+    Remote: one listing of the shard folders, then the records (read in parallel, each one GET);
+    a record counts only when the
     data and rejected objects it names exist with the sizes it records (what the runner checks
     for shard-map stages on object storage)."""
     if not is_remote(out):
         return {n: shard_io.committed_shard(out, n, config_hash, fp) for n, fp in names}
     from concurrent.futures import ThreadPoolExecutor
 
-    files = remote_io.list_files(str(out))
+    # the shard folders only: `_work` may hold thousands of objects
+    files = {f"{sub}/{rel}": n for sub in shard_io.SHARD_DIRS
+             for rel, n in remote_io.list_files(join(out, sub)).items()}
 
     def _one(item: tuple[str, str]) -> dict[str, Any] | None:
         n, fp = item
         rel = f"{shard_io.PROGRESS_DIR}/{n}.json"
         if rel not in files:
             return None
-        raw = remote_io.get_bytes(join(out, rel))
+        raw = _get_small(join(out, rel))
         try:
             rec = json.loads(raw) if raw is not None else None
         except ValueError:
