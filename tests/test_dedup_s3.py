@@ -209,3 +209,48 @@ def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp:
     assert records(objects) == records(local_files(local, ("_progress",))) and len(records(objects)) == 6
     assert m["input"] == 697 == m["kept"] + m["rejected"]
     assert json.loads(objects["stats.json"])["shards_resumed"] == len(at_kill_records)
+
+
+def test_a_reducer_reads_its_batches_not_whole_files(s3: S3, own_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shuffle reducer on S3 fetches the footer and its own record batch of each map file
+    (ranged GETs), not the files: for one of 32 partitions it downloads a small fraction of the
+    map files' bytes, and reads exactly what the same files hold locally."""
+    import numpy as np
+    import s3fs
+
+    from winnow.stages.dedup import shuffle as sh
+    from winnow.stages.dedup import store
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+              "AWS_EC2_METADATA_DISABLED"):
+        monkeypatch.setenv(k, s3.env[k])
+    s3fs.S3FileSystem.clear_instance_cache()  # an instance made for another server must not be reused
+    try:
+        P = 32
+        rng = np.random.default_rng(7)
+        schema = pa.schema([("key", pa.int64()), ("id", pa.string())])
+        remote, local, rec_r, rec_l = [], [], [], []
+        for i in range(3):
+            n = 200_000
+            parts = rng.integers(0, P, n)
+            t = pa.table([rng.integers(0, 1 << 62, n), pa.array([f"doc-{i}-{r}" for r in range(n)])], schema=schema)
+            for paths, recs, base in ((remote, rec_r, f"s3://{BUCKET}/reduce/phase"), (local, rec_l, own_tmp / "phase")):
+                p = store.join(base, f"part-{i:05d}.arrow")
+                sh.write_partitioned(p, t, parts, P)
+                recs.append(sh.mark_done(p, {"rows": n}))
+                paths.append(p)
+        assert rec_r[0]["shuffle"][0]["parts"] == rec_l[0]["shuffle"][0]["parts"] == "*"
+        sh.publish_directories(rec_r)
+        sh.publish_directories(rec_l)
+        size = sum(p.stat().st_size for p in local)
+        assert size > 3 * 2**20
+        for j in (0, 17, 31):
+            before = dict(s3.proxy.got)
+            got = sh.read_partition(remote, j, schema)
+            fetched = sum(s3.proxy.got.get(f"/{BUCKET}/reduce/phase/part-{i:05d}.arrow", 0)
+                          - before.get(f"/{BUCKET}/reduce/phase/part-{i:05d}.arrow", 0) for i in range(3))
+            assert got.equals(sh.read_partition(local, j, schema)) and got.num_rows > 15_000
+            assert 0 < fetched < size / 8, (fetched, size)
+            print(f"partition {j}: {fetched} of the map files' {size} bytes fetched")  # for the report
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
