@@ -254,3 +254,22 @@ def test_a_reducer_reads_its_batches_not_whole_files(s3: S3, own_tmp: Path, monk
             print(f"partition {j}: {fetched} of the map files' {size} bytes fetched")  # for the report
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_an_unwritable_index_location_fails_before_any_work(s3: S3, cc: pa.Table, own_tmp: Path) -> None:
+    """An index in a bucket that does not exist, or under a prefix the credentials may not
+    write, is a clear error before any phase runs (not after the whole dedup, when the index
+    is written)."""
+    inp = write_shards(cc.slice(0, 50), own_tmp / "in", 1)
+    s3.proxy.deny = (f"/{BUCKET}/readonly-index/",)
+    try:
+        for index, expected in (("s3://no-such-bucket-for-dedup/idx", "bucket 'no-such-bucket-for-dedup' does not exist"),
+                                (f"s3://{BUCKET}/readonly-index/idx", "access denied")):
+            out = own_tmp / "out" / index.rsplit("/", 2)[-2]
+            proc = subprocess.run([sys.executable, "-c", DRIVER, str(out), "serial", json.dumps({"index": index}),
+                                   str(inp)], cwd=REPO, env=s3.env, capture_output=True, text=True, timeout=300)
+            assert proc.returncode != 0 and "OutputUnwritable" in proc.stderr and expected in proc.stderr, \
+                proc.stderr[-3000:]
+            assert not (out / "_work").exists() and not (out / "data").exists()  # nothing ran
+    finally:
+        s3.proxy.deny = ()

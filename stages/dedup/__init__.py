@@ -117,6 +117,12 @@ class DedupStage(Stage):
         from winnow.stages.dedup import store
 
         cfg = self.config
+        if cfg.index and store.is_remote(cfg.index):
+            # a clear error (no bucket, no credentials, access denied, no answer) before anything
+            # is read or scheduled, not when the index is written at the end of the run
+            from winnow.stages import remote_io
+
+            remote_io.check_output_writable(cfg.index)
         remote = store.is_remote(out_dir)
         out: Any = str(out_dir).rstrip("/") if remote else Path(out_dir)
         h = self.config_hash()
