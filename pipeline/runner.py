@@ -514,9 +514,9 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     (`remote_io.check_output_writable`), before planning: no credentials, no bucket or access
     denied fail in seconds. Supported for the stages `supports_object_storage` names (shard-map
     stages that keep the default `execute`: ingest, filter; and stages with `object_storage =
-    True`: decontaminate, remix, which then get every task and the URL and skip their committed
-    shards themselves, as on the local path); the others still need a local or mounted output directory and raise
-    `UnsupportedOutput`. Inputs may be stage directories on object storage too
+    True`: decontaminate, and the whole-dataset remix and tokenizer, which get every task and the
+    URL and skip their committed shards themselves, as on the local path); the others still need
+    a local or mounted output directory and raise `UnsupportedOutput`. Inputs may be stage directories on object storage too
     (`shards.input_shard_entries` reads their manifests from the store)."""
     import json
     from concurrent.futures import ThreadPoolExecutor
@@ -576,7 +576,7 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     if todo and len(todo) < len(tasks):
         log.info("%s: resuming, %d of %d shards already committed", stage.name, len(tasks) - len(todo), len(tasks))
     runtime = runtime or _LazyRayRuntime()
-    if isinstance(stage, ShardMapStage) and not stage.whole_dataset:
+    if isinstance(stage, ShardMapStage):
         new_records = stage.execute(todo, out_url, runtime) if todo else []  # type: ignore[arg-type]
         by_name = {r["name"]: r for r in new_records}
         records = [committed[t.name] or by_name[t.name] for t in tasks]

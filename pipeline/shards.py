@@ -314,6 +314,7 @@ def read_remote_manifest(stage_url: str) -> dict[str, Any] | None:
     rio = _rio()
     url = rio.join(stage_url, MANIFEST)
     fs, p = fsspec.core.url_to_fs(url)
+    fs.invalidate_cache(p)   # a listing cached earlier in this process may predate a rerun upstream
     try:
         info = rio.with_retries(lambda: fs.info(p), url)
     except FileNotFoundError:
