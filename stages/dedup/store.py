@@ -5,17 +5,18 @@ Every file dedup reads or writes — its output stage directory, the shuffle and
 under ``OUT/_work``, the cross-dump index — goes through this module, which takes a local path
 (`pathlib.Path` or str) or a URL and does the same thing on either:
 
-- **Writing** (`writing`, `write_bytes`, `write_json`): a local file appears by atomic rename
+- **Writing** (`writing`, `write_json`, `save_int64_array`, `commit_shard`): a local file appears by atomic rename
   (`shards.atomic_path`, as before); an object is written to a local temporary file first and
   uploaded in one PUT, retried with backoff on transient errors (`remote_io.write_retrying`).
   A PUT is atomic — the object appears whole or not at all — and object stores have no rename,
   so "invisible until complete" is kept by the commit record written *after* the data: a task's
   ``.done.json`` after its shuffle file, a shard's ``_progress`` record after its data objects,
   the index's ``index.json`` after its segment. An object without its record is redone.
-- **Reading** (`open_ipc`, `read_ipc`, `read_bytes`, `parquet_file`, `read_parquet`): local files
-  are memory-mapped as before; objects are read with ranged GETs (a shuffle reducer fetches the
-  footer and its own record batch of each map file, not the whole file) or whole when the whole
-  file is needed; transient errors are retried (`remote_io.with_retries`).
+- **Reading** (`with_ipc`, `read_ipc`, `with_int64_array`, `read_bytes`, `parquet_file`,
+  `read_parquet`): local files are memory-mapped as before; objects are read with ranged GETs (a
+  shuffle reducer fetches the footer and its own record batch of each map file, not the whole
+  file; records in one GET, without s3fs's HEAD) or whole when the whole file is needed;
+  transient errors are retried (`remote_io.with_retries`).
 - **Listing and deleting** (`exists`, `list_names`, `remove_tree`), with fsspec's listing cache
   dropped first: another process (a worker, a killed run) may have written since.
 
@@ -44,8 +45,8 @@ from winnow.stages import remote_io
 Loc = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
 
-#: Bytes fetched per ranged GET at least (fsspec's "bytes" cache): one GET usually covers a small
-#: record batch with its metadata, or an Arrow footer; never the 50 MB s3fs reads ahead by default.
+#: Bytes fetched per ranged GET at least: one GET usually covers a small record batch with its
+#: metadata, or an Arrow footer (and a whole small file); never the 50 MB s3fs reads ahead by default.
 RANGE_BLOCK = 1 << 16
 
 
@@ -62,12 +63,14 @@ def join(base: Loc, *parts: str) -> Any:
 
 
 def parent(loc: Loc) -> Any:
+    """The folder `loc` is in (a `Path`, or a URL string)."""
     if is_remote(loc):
         return str(loc).rstrip("/").rsplit("/", 1)[0]
     return Path(loc).parent
 
 
 def name(loc: Loc) -> str:
+    """The last component of `loc`."""
     return str(loc).rstrip("/").rsplit("/", 1)[-1] if is_remote(loc) else Path(loc).name
 
 
@@ -75,14 +78,10 @@ def _fs(loc: Loc) -> tuple[Any, str]:
     return remote_io.url_fs(str(loc))
 
 
-def retrying(loc: Loc, fn: Callable[[], T]) -> T:
-    """`fn()` — a read of `loc` — retried on transient errors when `loc` is remote."""
-    return remote_io.with_retries(fn, str(loc)) if is_remote(loc) else fn()
-
-
 # ---- existence, listing, deleting -----------------------------------------------------------------
 
 def exists(loc: Loc) -> bool:
+    """Whether the file exists (remote: a HEAD, fsspec's cache of listings dropped first)."""
     if not is_remote(loc):
         return Path(loc).exists()
     fs, p = _fs(loc)
@@ -147,15 +146,6 @@ def writing(loc: Loc) -> Iterator[str]:
             os.unlink(tmp)
 
 
-def write_bytes(loc: Loc, data: bytes) -> None:
-    if is_remote(loc):
-        remote_io.put_bytes(str(loc), data)
-        return
-    with shard_io.atomic_path(loc) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-
 def json_bytes(obj: Any) -> bytes:
     """JSON exactly as `shards.write_json_atomic` writes it (sorted keys, indented, newline)."""
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
@@ -192,16 +182,6 @@ def read_bytes(loc: Loc) -> bytes | None:
         return Path(loc).read_bytes()
     except FileNotFoundError:
         return None
-
-
-def read_json(loc: Loc) -> Any:
-    """Parsed JSON of a file that must exist (FileNotFoundError otherwise)."""
-    if not is_remote(loc):
-        return shard_io.read_json(loc)
-    raw = remote_io.get_bytes(str(loc))
-    if raw is None:
-        raise FileNotFoundError(str(loc))
-    return json.loads(raw)
 
 
 def _open_ranged(loc: Loc) -> Any:
