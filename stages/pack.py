@@ -1,7 +1,8 @@
 """Pack stage: documents -> token ids -> Megatron `.bin`/`.idx` shards + winnow pack index.
 
 Per input shard (remix `.arrow` or any stage's parquet), on a Ray actor holding one tokenizer:
-the texts are encoded with `Tokenizer.encode_batch`, BOS/EOS added by the explicit policy of
+the texts are encoded (`PieceCacheEncoder`: the pre-tokenizer compiled, each distinct pre-token's
+BPE once per actor; `Tokenizer.encode_batch`'s ids), BOS/EOS added by the explicit policy of
 the config (default: every document starts with BOS and ends with EOS), and written as
 
     data/part-NNNNN.bin    int32 token ids, one sequence per document (Megatron MMIDIDX)
@@ -25,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -38,6 +38,7 @@ from winnow.pipeline import shards as shard_io
 from winnow.stages.base import PATH, Runtime, ShardMapStage, ShardOutput, ShardTask, StageConfig, EXECUTION
 from winnow.tokenizer.indexed import check_vocab_fits, index_bytes
 from winnow.tokenizer.packing import pack, pack_index_bytes, packing_stats, sha256_bytes
+from winnow.tokenizer.piece_cache import PieceCacheEncoder
 
 PACK_MANIFEST = "pack_manifest.json"
 PACK_FORMAT_VERSION = 1
@@ -53,7 +54,7 @@ class PackConfig(StageConfig):
     eos: bool = Field(True, description="end every document with the tokenizer's EOS token")
     dtype: Literal["int32", "uint16"] = Field("int32", description="token dtype of the .bin (uint16 only if the vocab fits)")
     text_column: str = "text"
-    batch_size: int = Field(1024, ge=1, json_schema_extra=EXECUTION, description="documents per encode_batch call")
+    batch_size: int = Field(1024, ge=1, json_schema_extra=EXECUTION, description="documents per encode_batch call (tokenizers whose pre-tokenizer does not compile)")
 
 
 def resolve_tokenizer_dir(path: str | os.PathLike[str]) -> Path:
@@ -104,7 +105,7 @@ class PackStage(ShardMapStage):
     def __init__(self, config: Any = None):
         super().__init__(config)
         self._tok: Any = None
-        self._lines: LineCache | None = None
+        self._pieces: PieceCacheEncoder | None = None
         self._info: dict[str, Any] | None = None
 
     # --- identity, artifacts, CLI -------------------------------------------------------------
@@ -170,43 +171,32 @@ class PackStage(ShardMapStage):
         if self._info is None:  # one tokenizer load per actor, not two
             self._info = tokenizer_info(self.tokenizer_dir(), self._tok)
         with open(path, encoding="utf-8") as f:
-            line_safe = splits_lines_first(json.load(f))
-        self._lines = LineCache(self._tok) if line_safe else None
+            self._pieces = PieceCacheEncoder.for_tokenizer(self._tok, json.load(f))
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of `texts` with the BOS/EOS policy: (flat int32 ids, per-text lengths). An
         empty text gets length 0 (no BOS/EOS) so the caller can reject it.
 
-        With a tokenizer whose pre-tokenizer first isolates every newline (DeepSeek LLM's and
-        winnow's own), texts are encoded line by line through a cache of distinct lines
-        (`LineCache`): the same ids, but a line repeated across documents (boilerplate, code) is
-        tokenised once per actor. Otherwise whole texts go to `encode_batch`."""
+        When the tokenizer's pre-tokenizer compiles (DeepSeek LLM's and winnow's own do), texts go
+        through `PieceCacheEncoder`: the pre-tokenizer as one compiled pass over the Arrow UTF-8
+        buffer and each distinct pre-token's BPE computed once per actor; the ids are those of
+        `encode_batch` (tested on real text and edge cases). Otherwise `encode_batch`."""
         if self._tok is None:
             self.setup()
         info = self.info()
-        bos = np.array([info["bos_id"]] if self.config.bos else [], dtype=np.int32)
-        eos = np.array([info["eos_id"]] if self.config.eos else [], dtype=np.int32)
-        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
-        pieces: list[np.ndarray] = []
-        lengths = np.zeros(len(texts), dtype=np.int64)
-        extra = bos.size + eos.size
-        bs = self.config.batch_size
-        for a in range(0, len(texts), bs):
-            batch = texts[a:a + bs]
-            if self._lines is not None:
-                docs = self._lines.encode_batch(batch)
-            else:
-                docs = [[np.asarray(e.ids, dtype=np.int32)] for e in encode(batch, add_special_tokens=False)]
-            for j, parts in enumerate(docs):
-                n = sum(p.size for p in parts)
-                if n == 0:
-                    continue
-                pieces.append(bos)
-                pieces.extend(parts)
-                pieces.append(eos)
-                lengths[a + j] = n + extra
-        flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-        return flat, lengths
+        if self._pieces is not None:
+            arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), pa.large_string())
+            ids, counts = self._pieces.encode_arrow(arr)
+        else:
+            if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+                texts = texts.fill_null("").to_pylist()
+            encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+            bs = self.config.batch_size
+            encs = [e for a in range(0, len(texts), bs) for e in encode(list(texts[a:a + bs]), add_special_tokens=False)]
+            counts = np.fromiter((len(e.ids) for e in encs), np.int64, count=len(encs))
+            ids = np.fromiter((t for e in encs for t in e.ids), np.int32, count=int(counts.sum()))
+        return with_bos_eos(ids, counts, info["bos_id"] if self.config.bos else None,
+                            info["eos_id"] if self.config.eos else None)
 
     def process_shard(self, task: ShardTask) -> ShardOutput:
         """Kept: one row per packed document (id, lang, domain, tokens list<int32>)."""
@@ -216,8 +206,7 @@ class PackStage(ShardMapStage):
         if col not in table.column_names:
             raise ValueError(f"pack: input {task.inputs[0]} has no {col!r} column (columns: {table.column_names})")
         n = table.num_rows
-        texts = table.column(col).fill_null("").to_pylist()
-        flat, lengths = self.encode(texts)
+        flat, lengths = self.encode(table.column(col))
         empty = lengths == 0
         ids = table.column("id") if "id" in table.column_names else pa.array([f"{task.name}:{i}" for i in range(n)])
         urls = table.column("url") if "url" in table.column_names else pa.nulls(n, pa.string())
@@ -262,56 +251,25 @@ class PackStage(ShardMapStage):
         shard_io.write_json_atomic(pack_manifest(self.config, self.info(), records), Path(out_dir) / PACK_MANIFEST)
 
 
-_NEWLINE_SPLIT = re.compile(r"([\r\n])")
-
-
-def splits_lines_first(tokenizer_json: dict[str, Any]) -> bool:
-    """Whether a text's ids are exactly its lines' ids with each newline character's ids between
-    them: nothing may look across a newline before the pre-tokenizer isolates it. True when there
-    is no normalizer, the pre-tokenizer's first step is `Split("[\\r\\n]", Isolated)` (DeepSeek
-    LLM's; winnow's tokenizer stage writes the same), and no added token contains a newline or
-    strips / checks its neighbours (lstrip, rstrip, single_word)."""
-    norm = tokenizer_json.get("normalizer")
-    if norm is not None and not (norm.get("type") == "Sequence" and not norm.get("normalizers")):
-        return False
-    pre = tokenizer_json.get("pre_tokenizer") or {}
-    first = (pre.get("pretokenizers") or [None])[0] if pre.get("type") == "Sequence" else pre
-    if not (isinstance(first, dict) and first.get("type") == "Split" and first.get("pattern") == {"Regex": "[\r\n]"}
-            and first.get("behavior") == "Isolated" and not first.get("invert")):
-        return False
-    return not any(t.get("lstrip") or t.get("rstrip") or t.get("single_word") or "\r" in t.get("content", "")
-                   or "\n" in t.get("content", "") for t in tokenizer_json.get("added_tokens", []))
-
-
-class LineCache:
-    """Encodes texts line by line, each distinct line once: for tokenizers where
-    `splits_lines_first` holds, the ids equal `encode_batch` on the whole texts (tested against
-    it). Lines repeated across documents (navigation, licence headers, code) are not tokenised
-    again. The cache is cleared when it holds `max_lines` lines or `max_chars` characters
-    (~36 MB per 100k lines of 80 characters), so an actor's memory stays bounded."""
-
-    def __init__(self, tok: Any, max_chars: int = 8 << 20, max_lines: int = 100_000):
-        self.tok = tok
-        self.encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-        self.newline = {c: np.asarray(tok.encode(c, add_special_tokens=False).ids, dtype=np.int32) for c in "\r\n"}
-        self.cache: dict[str, np.ndarray] = {}
-        self.chars = 0
-        self.max_chars, self.max_lines = max_chars, max_lines
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[np.ndarray]]:
-        """Per text, its ids as a list of arrays (lines and newlines in order)."""
-        parts = [_NEWLINE_SPLIT.split(t) for t in texts]
-        if self.chars > self.max_chars or len(self.cache) > self.max_lines:
-            self.cache.clear()
-            self.chars = 0
-        cache = self.cache
-        todo = list(dict.fromkeys(seg for p in parts for seg in p[::2] if seg and seg not in cache))
-        if todo:
-            for seg, enc in zip(todo, self.encode(todo, add_special_tokens=False)):
-                cache[seg] = np.asarray(enc.ids, dtype=np.int32)
-            self.chars += sum(map(len, todo))
-        nl = self.newline
-        return [[nl[seg] if j & 1 else cache[seg] for j, seg in enumerate(p) if seg] for p in parts]
+def with_bos_eos(ids: np.ndarray, counts: np.ndarray, bos: int | None, eos: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every non-empty document's ids wrapped in BOS/EOS (when given); empty ones stay empty.
+    Returns (flat ids, per-document lengths)."""
+    extra = (bos is not None) + (eos is not None)
+    lengths = np.where(counts > 0, counts + extra, 0).astype(np.int64)
+    if not extra:
+        return ids.astype(np.int32, copy=False), lengths
+    out = np.empty(int(lengths.sum()), np.int32)
+    dst = np.concatenate([[0], np.cumsum(lengths)])
+    nonempty = np.flatnonzero(counts > 0)
+    body = np.ones(out.size, bool)
+    if bos is not None:
+        out[dst[nonempty]] = bos
+        body[dst[nonempty]] = False
+    if eos is not None:
+        out[dst[nonempty + 1] - 1] = eos
+        body[dst[nonempty + 1] - 1] = False
+    out[body] = ids
+    return out, lengths
 
 
 def committed_pack_shard(out_dir: Path, name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:

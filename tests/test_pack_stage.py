@@ -153,46 +153,42 @@ EDGE_TEXTS = ["\n", "\r\n", "a\n\n b  \n", "  \n  x", "x  ", "\n\n\n  \t\n", "fo
               "}\n}\n}\n", "same line\nsame line\nsame line"]
 
 
-def test_line_cache_gives_the_ids_of_whole_texts(tmp_path, tok, rows):
-    """Encoding distinct lines once (LineCache) must give exactly `encode_batch` on whole texts,
-    on real documents and newline edge cases, on a cold and a warm cache; a tokenizer that does
-    not isolate newlines first falls back to whole texts."""
+def test_piece_cache_gives_the_ids_of_whole_texts(tmp_path, tok, rows):
+    """The stage's compiled pre-tokenizer + piece cache must give exactly `encode_batch` (with
+    BOS/EOS around non-empty texts) on real documents, newline / added-token / whitespace edge
+    cases, on a cold and a warm cache and with a cache small enough to be cleared between
+    chunks; a tokenizer whose pre-tokenizer does not compile falls back to `encode_batch`."""
+    import pyarrow as pa
     from tokenizers import Tokenizer
-
-    from winnow.stages.pack import splits_lines_first
 
     texts = [r["text"] or "" for r in rows] + EDGE_TEXTS
     t = Tokenizer.from_file(str(tok / "tokenizer.json"))
     bos, eos = 100000, 100001
     want = [[bos] + e.ids + [eos] if e.ids else [] for e in t.encode_batch(texts, add_special_tokens=False)]
     data = json.loads((tok / "tokenizer.json").read_text(encoding="utf-8"))
-    assert splits_lines_first(data)
     stage = PackStage({"tokenizer": str(tok), "batch_size": 7})
     stage.setup()
-    assert stage._lines is not None
-    for _ in range(2):  # cold, then every line cached
+    assert stage._pieces is not None
+    for _ in range(2):  # cold, then every piece cached
         flat, lengths = stage.encode(texts)
         got = np.split(flat, np.cumsum(lengths)[:-1])
         assert [g.tolist() for g in got] == want
-    stage._lines.max_lines = 20  # a small bound: the cache is cleared between batches, same ids
+    stage._pieces.max_pieces = 50  # cleared before every chunk: same ids
+    stage._pieces.CHUNK_BYTES = 300  # many chunks; texts longer than this go to encode_batch whole
+    stage._pieces._clear()
     for _ in range(2):
-        flat, lengths = stage.encode(texts)
+        flat, lengths = stage.encode(pa.array(texts))
         assert [g.tolist() for g in np.split(flat, np.cumsum(lengths)[:-1])] == want
-        assert len(stage._lines.cache) < 200
-    # not line-safe: a pre-tokenizer without the newline split first, or an added token that strips
-    other = tmp_path / "nolines"
+    # a normalizer the piece cache does not compile: whole texts through encode_batch
+    other = tmp_path / "normalized"
     other.mkdir()
     (other / "tokenizer_config.json").write_bytes((tok / "tokenizer_config.json").read_bytes())
     changed = json.loads(json.dumps(data))
-    changed["pre_tokenizer"]["pretokenizers"] = changed["pre_tokenizer"]["pretokenizers"][1:]
+    changed["normalizer"] = {"type": "NFKC"}
     (other / "tokenizer.json").write_text(json.dumps(changed, ensure_ascii=False), encoding="utf-8")
-    assert not splits_lines_first(changed)
-    stripping = json.loads(json.dumps(data))
-    stripping["added_tokens"][0]["rstrip"] = True
-    assert not splits_lines_first(stripping)
-    s2 = PackStage({"tokenizer": str(other)})
+    s2 = PackStage({"tokenizer": str(other), "batch_size": 5})
     s2.setup()
-    assert s2._lines is None
+    assert s2._pieces is None
     t2 = Tokenizer.from_file(str(other / "tokenizer.json"))
     want2 = [[bos] + e.ids + [eos] if e.ids else [] for e in t2.encode_batch(texts, add_special_tokens=False)]
     flat, lengths = s2.encode(texts)
