@@ -115,6 +115,7 @@ class RayRuntime(Runtime):
 
     def __init__(self, workers: int | None = None, address: str | None = None, show_progress: bool = True):
         init_ray(address=address, workers=workers)
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cap = int(workers) if workers else None
         self.show_progress = show_progress
         self.tasks_by_node: dict[str, int] = {}
@@ -227,8 +228,26 @@ class RayRuntime(Runtime):
             st["max_rss_mb"] = max(st["max_rss_mb"], rss)
         return results
 
+    def task_memory(self, stage: ShardMapStage) -> int:
+        """Bytes each of `stage`'s shard tasks asks Ray for: its `task_memory_mb`. On a Ray that
+        this process started itself (no cluster address) the request is capped at the local
+        node's memory resource, so a small machine runs the stage instead of waiting forever for
+        a node that no autoscaler will add; on a cluster the full request stands (the
+        autoscaler's signal)."""
+        import ray
+
+        want = int(stage.task_memory_mb) << 20
+        if not self.address:
+            have = int(ray.cluster_resources().get("memory", 0))
+            if have and want > have:
+                log.warning("%s: shard tasks ask for %d MiB but this machine's Ray has %d MiB; asking for %d MiB",
+                            stage.name, want >> 20, have >> 20, have >> 20)
+                want = have
+        return want
+
     def map_shards(self, stage: ShardMapStage, tasks: Sequence[ShardTask], out_dir: Path | str) -> list[dict[str, Any]]:
-        """Run `stage.run_and_commit` over tasks, one Ray task per shard (1 CPU each), placed by
+        """Run `stage.run_and_commit` over tasks, one Ray task per shard (1 CPU and the stage's
+        `task_memory_mb` each, see `task_memory`), placed by
         Ray on any node with a free CPU. Each worker process calls `stage.setup()` once (models
         load once per worker process, see `_run_shard`). A worker process that dies (a segfault
         in a native library, an OOM kill) is retried; a Python exception in the stage is not,
@@ -239,7 +258,7 @@ class RayRuntime(Runtime):
             return []
         key = f"{stage.name}:{stage.config_hash()}:{time.time_ns()}:{os.getpid()}"
         stage_box = [ray.put(stage)]
-        remote = _remote_call_measured().options(num_cpus=1, max_retries=SHARD_RETRIES)
+        remote = _remote_call_measured().options(num_cpus=1, memory=self.task_memory(stage), max_retries=SHARD_RETRIES)
         target = str(out_dir)
         records: dict[str, dict[str, Any]] = {}
         bar = self.progress(len(tasks), desc=stage.name)

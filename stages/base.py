@@ -267,6 +267,11 @@ class ShardMapStage(Stage):
     #: fingerprint), not on its position: when inputs are added or removed, the runner renames
     #: a finished shard whose input moved instead of redoing it. Set False if that is not true.
     relocatable: ClassVar[bool] = True
+    #: Memory (MiB) each shard task asks Ray for, so Ray packs no more shards on a node than fit
+    #: and the autoscaler sizes nodes by it: the worker's measured peak on the real sample
+    #: (bench/pipeline.py: imports + models, 0.3-0.65 GB) plus room for a CommonCrawl-sized shard
+    #: (one ~1 GB WARC: ~30k pages, ~150 MB of text held as Arrow with its outputs).
+    task_memory_mb: ClassVar[int] = 1024
 
     def setup(self) -> None:
         """Load models and other per-worker state. Called once per Ray actor."""

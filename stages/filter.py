@@ -131,6 +131,9 @@ class FilterStage(ShardMapStage):
     """Language ID, quality rules and perplexity buckets; appends lang, lang_score, n_words, ppl, ppl_bucket."""
 
     name: ClassVar[str] = "filter"
+    #: fastText LID (126 MB) and one KenLM model per language besides the shard (measured peak
+    #: 0.62 GB on the sample, bench/pipeline.py)
+    task_memory_mb: ClassVar[int] = 1536
     version: ClassVar[int] = 1
     Config = FilterConfig
     help = "language ID (fastText), Gopher/FineWeb/C4 quality rules, KenLM perplexity buckets"
@@ -308,7 +311,7 @@ class FilterStage(ShardMapStage):
         if errors and errors > self.config.max_error_share * manifest["input"]:
             for r in records:
                 if any(k.startswith("error_") for k in r.get("counters", {})):
-                    (Path(out_dir) / shard_io.PROGRESS_DIR / f"{r['name']}.json").unlink(missing_ok=True)
+                    shard_io.remove_commit_record(out_dir, r["name"])  # local or object storage
             types = {k[len("error_"):]: v for k, v in manifest["counters"].items() if k.startswith("error_")}
             raise FilterErrorRate(f"filter: filters raised on {errors} of {manifest['input']} documents (more than "
                                   f"max_error_share={self.config.max_error_share}): {types}; the affected shards "

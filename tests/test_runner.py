@@ -197,3 +197,43 @@ def test_workers_is_what_one_task_can_get_and_the_window_follows_the_cluster(ray
     capped = RayRuntime(workers=2, show_progress=False)
     assert capped.map_tasks(pow, [(i, 2) for i in range(9)], desc="squares") == [i * i for i in range(9)]
     assert sum(capped.tasks_by_node.values()) == 9
+
+
+class ReportsItsMemory(ShardMapStage):
+    """Writes the memory Ray assigned to its shard task into a counter."""
+
+    name = "reports_its_memory"
+    task_memory_mb = 96
+
+    def process_shard(self, task: ShardTask) -> ShardOutput:
+        import ray  # a test stage may; winnow's stages never import ray
+
+        mem = ray.get_runtime_context().get_assigned_resources().get("memory", 0)
+        t = pa.table({"id": ["a"]})
+        return ShardOutput(kept=t, rejected=shard_io.empty_rejected(), input_rows=1,
+                           counters={"assigned_memory_mb": int(mem) >> 20})
+
+
+def test_shard_tasks_ask_ray_for_their_stages_memory(ray_local, tmp_path: Path) -> None:
+    """Each shard task asks Ray for `task_memory_mb` (what the autoscaler sizes nodes by); on a
+    Ray this process started, a request larger than the machine's memory resource is capped so
+    the stage runs instead of waiting for a node that never comes."""
+    import pyarrow.parquet as pq
+
+    from winnow.stages.filter import FilterStage
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        pq.write_table(pa.table({"id": [f"r{i}"]}), src / f"x{i}.parquet")
+    rt = RayRuntime(workers=2, show_progress=False)
+    m = run_stage(ReportsItsMemory(), [str(src)], tmp_path / "out", rt)
+    assert m["counters"]["assigned_memory_mb"] == 2 * 96
+    assert FilterStage.task_memory_mb > ShardMapStage.task_memory_mb
+    have = int(ray_local.cluster_resources()["memory"])
+
+    class Huge(ReportsItsMemory):
+        task_memory_mb = (have >> 20) * 4
+
+    assert rt.task_memory(Huge()) == have
+    assert rt.task_memory(ReportsItsMemory()) == 96 << 20

@@ -679,3 +679,24 @@ def test_remix_on_s3_downloads_each_partition_once_not_every_label_file(s3_env: 
     work_read = sum(n for k, n in s3_env.proxy.got.items() if "/traffic/remix/_work/" in k)
     print(f"remix on s3: {len(m['shards'])} partitions, labels {labels:,} B, work bytes downloaded {work_read:,} B")
     assert labels > 0 and work_read < 4 * labels, (work_read, labels)
+
+
+def test_filter_error_rate_removes_the_failing_shards_records_on_s3(s3: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Filter's stage-level error check removes the commit records of the shards with errors
+    from object storage too (so the rerun redoes them), and only those."""
+    import fsspec
+
+    from winnow.stages.filter import FilterErrorRate, FilterStage
+
+    for k, v in s3.env.items():
+        if k.startswith("AWS_"):
+            monkeypatch.setenv(k, v)
+    fsspec.filesystem("s3").clear_instance_cache()
+    prefix = "filter-errors/out"
+    for name in ("part-00000", "part-00001"):
+        s3.client.put_object(Bucket=BUCKET, Key=f"{prefix}/_progress/{name}.json", Body=b"{}")
+    manifest = {"input": 100, "counters": {"error_KeyError": 2}}
+    records = [{"name": "part-00000", "counters": {"error_KeyError": 2}}, {"name": "part-00001", "counters": {}}]
+    with pytest.raises(FilterErrorRate, match="2 of 100"):
+        FilterStage().check_output(manifest, records, f"s3://{BUCKET}/{prefix}")
+    assert sorted(s3.keys(f"{prefix}/")) == ["_progress/part-00001.json"]
