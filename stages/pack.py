@@ -335,18 +335,28 @@ class PackStage(ShardMapStage):
         """Every shard is committed and the counts add up: write `pack_manifest.json` (what a
         training job's reader opens) from all shard records, deterministically. The runner
         reuses a shard by its `.bin` and rejected file only; a reused shard whose `.idx` or
-        `.pidx` is missing or has another size loses its commit record here and the run fails
-        naming it (the next run redoes it), rather than publishing a pack that cannot be read.
+        `.pidx` is missing or has another size loses its commit record here (and the directory
+        its manifests) and the run fails naming it (the next run redoes it), rather than
+        publishing a pack that cannot be read.
         `out_dir` may be an object-store URL (the manifest is then one PUT, after every record)."""
         files = remote_io.list_files(str(out_dir).rstrip("/")) if remote_io.is_url(str(out_dir)) else None
         broken = [r["name"] for r in records if not _pack_files_present(out_dir, r, files)]
         for name in broken:
             shard_io.remove_commit_record(out_dir, name)
-        if broken:
+        if broken:  # no manifest may describe the prefix until it adds up again
+            doomed = [shard_io.stage_file(out_dir, f) for f in (PACK_MANIFEST, shard_io.MANIFEST)]
+            if files is not None:
+                remote_io.remove([str(f) for f in doomed])
+            else:
+                for f in doomed:
+                    Path(f).unlink(missing_ok=True)
             raise shard_io.ShardCorrupt(f"pack: shard(s) {', '.join(broken)} in {out_dir} miss a pack file (.idx/.pidx) "
                                         f"or one has another size than its commit record says; their commit records "
                                         f"were removed: rerun to redo them")
-        shard_io.write_json_at(pack_manifest(self.config, self.info(), records), shard_io.stage_file(out_dir, PACK_MANIFEST))
+        body, target = pack_manifest(self.config, self.info(), records), shard_io.stage_file(out_dir, PACK_MANIFEST)
+        if isinstance(target, str) and remote_io.get_bytes(target) == shard_io.json_bytes(body):
+            return  # a rerun that changed nothing PUTs nothing
+        shard_io.write_json_at(body, target)
 
 
 def with_bos_eos(ids: np.ndarray, counts: np.ndarray, bos: int | None, eos: int | None) -> tuple[np.ndarray, np.ndarray]:
