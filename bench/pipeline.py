@@ -412,6 +412,17 @@ def fit_cost(points: list[tuple[float, float, float]]) -> dict[str, Any]:
             "pred": pred.tolist(), "resid": (y - pred).tolist(), "y": y.tolist(), "identified": ident}
 
 
+def pair_slopes(recs: list[dict[str, Any]], docs_key: str) -> list[float]:
+    """Per-document CPU between two sample points of the same shard layout: (1 vs 2) and (3 vs 4)
+    of the four points (small/large at one layout, then small/large at the other)."""
+    out = []
+    for a, b in ((recs[0], recs[1]), (recs[2], recs[3])):
+        dd = b[docs_key] - a[docs_key]
+        if dd > 0 and b.get("units", b.get("in_shards")) == a.get("units", a.get("in_shards")):
+            out.append((b["cpu_s"] - a["cpu_s"]) / dd)
+    return out
+
+
 def pow2_partitions(docs: float, cfg: dict[str, Any]) -> int:
     """dedup's automatic partition count (stages/dedup: docs × bands / rows_per_partition, next power of two)."""
     import math
@@ -493,10 +504,12 @@ def main() -> None:
     for r, pred, res in zip(warc_points, warc_fit["pred"], warc_fit["resid"]):
         print(f"  {r['label']:24} {r['input']:>8,} {r['pages']:>6,} {r['in_shards']:>6} {r['cpu_s']:>7.2f} {pred:>7.2f} "
               f"{res:>+7.2f}  " + " ".join(f"{x:.2f}" for x in r["cpu_runs"]))
+    warc_fit["pair_slopes"] = pair_slopes(warc_points, "pages")
     warc_rate = 1.0 / warc_fit["per_doc"] if warc_fit["per_doc"] > 0 else 0.0
     warc_sample_rate = warc_sample["input"] / warc_sample["cpu_s"]
     print(f"  fit: {warc_fit['per_doc'] * 1e3:.3f} ms per page with its request and metadata records "
           f"({warc_rate:,.0f} pages/s/core; {warc_fit['per_doc'] / (unit_html / unit_pages) * 1e9:.1f} us per kB of HTML), "
+          f"pairwise {'/'.join(f'{x * 1e3:.3f}' for x in warc_fit['pair_slopes'])} ms/page, "
           f"{warc_fit['per_unit'] * 1e3:.1f} ms per file, {warc_fit['const']:.2f} s per process; "
           f"the demo's crawl files as one sample: {warc_sample['input']} records in {warc_sample['cpu_s']:.2f} s "
           f"= {warc_sample_rate:,.0f} records/s/core (fixed costs included)")
@@ -531,11 +544,15 @@ def main() -> None:
     for i, name in enumerate(stages):
         f = fit_cost([(chains[t][i]["input"], chains[t][i]["units"], chains[t][i]["cpu_s"]) for t, _, _ in points])
         f["setup_s"] = max(chains[t][i]["setup_cpu_s"] for t, _, _ in points)
+        f["pair_slopes"] = pair_slopes([chains[t][i] for t, _, _ in points], "input")
         fits[name] = f
         rate = 1 / f["per_doc"] if f["per_doc"] > 0 else float("inf")
         print(f"{name:14} {f['per_doc'] * 1e3:>8.3f} {rate:>12,.0f} {f['per_unit'] * 1e3:>8.1f} {f['const']:>9.2f} "
               f"{f['setup_s']:>7.2f}  " + " ".join(f"{x:+.2f}" for x in f["resid"])
+              + "  pairwise ms/doc " + "/".join(f"{x * 1e3:.3f}" for x in f["pair_slopes"])
               + ("" if f["identified"] else "  (tasks or docs constant: per_task not identified)"))
+    print("  pairwise ms/doc: (large - small) / extra documents at 1 shard per corpus file, then at the split layout;\n"
+          "    the projection's high estimate charges each stage its largest of fit and pairwise slopes.")
     print("  per_doc: parsing, extraction, hashing, scoring, encoding, row writing: what grows with documents;\n"
           "  per_task: one shard's open/read of a file, parquet writer and footer, commit record, fingerprint,\n"
           "    manifest entry, stats merge, and for dedup each map/reduce task's shuffle files;\n"
@@ -568,25 +585,31 @@ def main() -> None:
             trained = r.get("sample_bytes") or r["in_bytes"]
             per_byte = r["cpu_s"] / max(1, trained)
             doc_h, unit_h, proc_h = per_byte * args.tokenizer_sample_bytes / 3600, 0.0, 0.0
+            high_h = doc_h
             docs = 0.0
             basis = (f"{args.tokenizer_sample_bytes / 1e9:.0f} GB sample once at {trained / r['cpu_s'] / 1e6:.2f} MB/s/core "
                      f"(measured on {trained / 1e6:.1f} MB; BPE training is not linear in its sample)")
         else:
             per_doc, per_unit, const = f["per_doc"], f["per_unit"], f["const"]
+            high = max([per_doc] + f["pair_slopes"])
             if name == "ingest":
                 per_doc, per_unit, const = warc_fit["per_doc"], warc_fit["per_unit"], warc_fit["const"]
+                high = max([per_doc] + warc_fit["pair_slopes"])
             docs = D * (1.0 if name == "ingest" else share)
             doc_h = docs * per_doc / 3600
+            high_h = docs * high / 3600
             unit_h = units_at_scale[name] * per_unit / 3600
             proc_h = workers * (const + f["setup_s"]) / 3600
             basis = (f"{docs:.2e} docs x {per_doc * 1e3:.3f} ms + {units_at_scale[name]:,} tasks x "
                      f"{per_unit * 1e3:.0f} ms + {workers:,} processes x {const + f['setup_s']:.1f} s")
         io = io_fits[name]
         proj.append({"stage": name, "core_h": doc_h + unit_h + proc_h, "doc_h": doc_h, "fixed_h": unit_h + proc_h,
+                     "high_h": high_h + unit_h + proc_h,
                      "basis": basis, "docs": docs, "units": units_at_scale[name],
                      "rss_gb": max(c[stages.index(name)]["max_rss_mb"] for c in chains.values()) / 1024,
                      "io_bytes": io["per_doc"] * docs + io["per_unit"] * units_at_scale[name]})
     total = sum(p["core_h"] for p in proj)
+    total_high = sum(p["high_h"] for p in proj)
     fixed = sum(p["fixed_h"] for p in proj)
     dom = max(proj, key=lambda p: p["core_h"])
     peak = max(proj, key=lambda p: p["rss_gb"])
@@ -610,13 +633,13 @@ def main() -> None:
           f"~{D / W:,.0f} pages each), dedup {dump_parts:,} partitions, remix {remix_out_shards:,} output shards "
           f"(= pack shards), per-process costs x min({args.cores:,} workers, tasks); later stages get the large "
           f"sample's share of documents; ${args.price}/vCPU-hour")
-    print(f"{'stage':14} {'core-h/dump':>11} {'per-doc h':>10} {'fixed h':>8} {'share':>6} {'peak GB':>7}  basis")
+    print(f"{'stage':14} {'core-h/dump':>11} {'per-doc h':>10} {'fixed h':>8} {'share':>6} {'high':>8} {'peak GB':>7}  basis")
     for p in proj:
         print(f"{p['stage']:14} {p['core_h']:>11,.1f} {p['doc_h']:>10,.1f} {p['fixed_h']:>8,.1f} "
-              f"{p['core_h'] / total:>6.1%} {p['rss_gb']:>7.2f}  {p['basis']}")
+              f"{p['core_h'] / total:>6.1%} {p['high_h']:>8,.1f} {p['rss_gb']:>7.2f}  {p['basis']}")
     tok = next((p["core_h"] for p in proj if p["stage"] == "tokenizer"), 0.0)
     total_91 = (total - tok) * args.dumps + tok
-    print(f"{'total':14} {total:>11,.0f} {total - fixed:>10,.0f} {fixed:>8,.1f}")
+    print(f"{'total':14} {total:>11,.0f} {total - fixed:>10,.0f} {fixed:>8,.1f} {'':>6} {total_high:>8,.0f}")
     print(f"\nformer method (CPU / documents of the {args.small_docs}-doc sample, ingest at the demo crawl files' "
           f"whole-sample rate): {old_small:,.0f} core-hours per dump; this fit: {total:,.0f} "
           f"({total / old_small:.2f}x)")
@@ -630,7 +653,8 @@ def main() -> None:
           f"{total_91 / args.cores / 24:.1f} days for {args.dumps} dumps")
     print(f"dominant stage: {dom['stage']} ({dom['core_h'] / total:.0%}); fixed (per-task + per-process) share "
           f"{fixed / total:.1%}; peak RSS per worker: {peak['rss_gb']:.2f} GB ({peak['stage']}); goal <= 3,000 "
-          f"core-hours per dump: {'met' if total <= 3000 else 'NOT met'}")
+          f"core-hours per dump: {'met' if total <= 3000 else 'NOT met'} by the fit, "
+          f"{'met' if total_high <= 3000 else 'NOT met'} by the high estimate ({total_high:,.0f})")
 
     # ---- where the per-document CPU goes: profile at the large point less profile at the small one ---
     hot: dict[str, Any] = {}
@@ -669,6 +693,7 @@ def main() -> None:
           f"dominant_share={dom['core_h'] / total:.2f} peak_worker_gb={peak['rss_gb']:.2f} "
           f"usd_per_dump={total * args.price:.0f} shuffle_tb_per_dump={shuffle_dump / 1e12:.2f} "
           f"ingest_pages_per_core_s={warc_rate:.0f} fixed_share={fixed / total:.3f} "
+          f"core_hours_per_dump_high={total_high:.0f} "
           f"per_doc_only_core_hours={old_small:.0f} ingest_records_per_core_s_whole_sample={warc_sample_rate:.0f}")
 
 
