@@ -264,3 +264,35 @@ def test_pack_on_ray_killed_mid_stage_resumes(s3_env: S3, tmp_path: Path, tok: P
     assert pack_objects(remote) == pack_objects(local) and len(pack_objects(local)) == 4 * n + 1
     m = json.loads(remote["manifest.json"])
     assert m["input"] == m["kept"] + m["rejected"] == sum(map(len, shards))
+
+
+def test_pack_takes_the_tokenizer_stage_output_on_s3(s3_env: S3, tmp_path: Path, shared_data: Path) -> None:
+    """`winnow run`'s chain on object storage: the tokenizer stage trains into `s3://…/tokenizer`,
+    pack gets that URL as its artifact (`with_artifacts`, as `winnow run` passes it) and packs
+    into `s3://`; the result equals a pack with a local copy of the same tokenizer files."""
+    import fsspec
+
+    from winnow.stages.tokenizer_train import TokenizerStage
+
+    shards = docs(shared_data, 2, 10)
+    inp = input_stage(s3_env, tmp_path, "pk5/ingest", shards)
+    tok_url = f"s3://{BUCKET}/pk5/tokenizer"
+    run_stage(TokenizerStage({"vocab_size": 1024, "sample_bytes": 200_000}), [inp], tok_url, SerialRuntime())
+    stage = PackStage({"seq_len": SEQ_LEN}).with_artifacts({"tokenizer": tok_url})
+    assert stage.config.tokenizer == tok_url
+    m = run_stage(stage, [inp], f"s3://{BUCKET}/pk5/pack", SerialRuntime())
+    assert m["input"] == sum(map(len, shards)) and m["rejected"] == 2
+    local_tok = tmp_path / "tok"
+    fs, path = fsspec.core.url_to_fs(tok_url)
+    local_tok.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        fs.get(f"{path}/{name}", str(local_tok / name))
+    run_stage(PackStage({"seq_len": SEQ_LEN, "tokenizer": str(local_tok)}), [inp], tmp_path / "pack", SerialRuntime())
+    remote = s3_env.keys("pk5/pack/")
+    assert pack_objects(remote) == pack_objects(local_objects(tmp_path / "pack"))
+    pm = json.loads(remote[PACK_MANIFEST])
+    from tokenizers import Tokenizer
+
+    assert pm["vocab_size"] == Tokenizer.from_file(str(local_tok / "tokenizer.json")).get_vocab_size(True)
+    assert pm["tokenizer_sha256"] == shard_io.sha256_file(local_tok / "tokenizer.json")
+    assert pm["bos_id"] is not None and pm["tokens"] > 0
