@@ -64,8 +64,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 class PackConfig(StageConfig):
     tokenizer: str | None = Field(None, json_schema_extra=PATH,
-                                  description="directory with tokenizer.json + tokenizer_config.json "
-                                              "(default in `winnow run`: the tokenizer stage's output)")
+                                  description="directory with tokenizer.json + tokenizer_config.json, local or "
+                                              "on object storage (s3://…) (default in `winnow run`: the "
+                                              "tokenizer stage's output)")
     seq_len: int = Field(4096, ge=1, description="model context; a window holds seq_len + 1 tokens")
     packing: Literal["concat", "bestfit"] = "concat"
     bos: bool = Field(True, description="start every document with the tokenizer's BOS token")
@@ -85,41 +86,55 @@ def resolve_tokenizer_dir(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-#: Tokenizer URL -> the local temporary directory this process fetched it into (one fetch per
-#: process: the driver for planning, each Ray worker for its shards).
-_FETCHED: dict[str, Path] = {}
+#: Tokenizer URL -> (identity of its files when fetched, the local temporary directory this
+#: process fetched them into): one fetch per process (the driver for planning, each Ray worker
+#: for its shards) for as long as the objects stay the same.
+_FETCHED: dict[str, tuple[tuple[str, ...], Path]] = {}
+
+
+def _object_identity(url: str) -> str:
+    """Path, size and ETag of an object (`remote_io.raw_file_identity`, past the listing cache:
+    the tokenizer stage may have rewritten it in this process); "" when it does not exist."""
+    fs, path = remote_io.url_fs(url)
+    fs.invalidate_cache(path)
+    try:
+        return remote_io.raw_file_identity(url)
+    except FileNotFoundError:
+        return ""
 
 
 def fetch_tokenizer_dir(url: str) -> Path:
     """A tokenizer directory on object storage (`s3://…/tokenizer`, or its `tokenizer.json`)
-    fetched into a local temporary directory of this process, once; the directory is removed
-    when the process exits. A missing `tokenizer.json` (or a store that cannot be read) is a
-    clear error naming the URL; a missing `tokenizer_config.json` is fine, as locally."""
+    fetched into a local temporary directory of this process, once while its objects keep their
+    size and ETag (a retrained tokenizer at the same URL is fetched again); the directory is
+    removed when the process exits. A missing `tokenizer.json`, or a store that cannot be read,
+    is a clear error naming the URL; a missing `tokenizer_config.json` is fine, as locally."""
     url = url.rstrip("/")
     if url.endswith("/tokenizer.json"):
         url = url[: -len("/tokenizer.json")]
-    cached = _FETCHED.get(url)
-    if cached is not None and (cached / "tokenizer.json").is_file():
-        return cached
-    got: dict[str, bytes] = {}
-    for fname in TOKENIZER_FILES:
-        where = remote_io.join(url, fname)
-        try:
-            raw = remote_io.get_bytes(where)
-        except Exception as exc:  # noqa: BLE001 - worded for the user when it is the store's fault
-            why = remote_io.unreadable_store(where, exc)
-            if why is not None:
-                raise why from exc
-            raise
-        if raw is None and fname == "tokenizer.json":
+    try:
+        ident = tuple(_object_identity(remote_io.join(url, f)) for f in TOKENIZER_FILES)
+        if not ident[0]:
             raise FileNotFoundError(f"{url}: no tokenizer.json (give the tokenizer stage's output directory)")
-        if raw is not None:
-            got[fname] = raw
+        cached = _FETCHED.get(url)
+        if cached is not None and cached[0] == ident and (cached[1] / "tokenizer.json").is_file():
+            return cached[1]
+        got = {f: remote_io.get_bytes(remote_io.join(url, f)) for f, i in zip(TOKENIZER_FILES, ident) if i}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - worded for the user when it is the store's fault
+        why = remote_io.unreadable_store(url, exc)
+        if why is not None:
+            raise why from exc
+        raise
+    if got.get("tokenizer.json") is None:
+        raise FileNotFoundError(f"{url}: no tokenizer.json (give the tokenizer stage's output directory)")
     tmp = Path(tempfile.mkdtemp(prefix="winnow-pack-tokenizer-"))
     atexit.register(shutil.rmtree, tmp, True)
     for fname, raw in got.items():
-        (tmp / fname).write_bytes(raw)
-    _FETCHED[url] = tmp
+        if raw is not None:
+            (tmp / fname).write_bytes(raw)
+    _FETCHED[url] = (ident, tmp)
     return tmp
 
 

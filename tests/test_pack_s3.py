@@ -193,12 +193,20 @@ def test_pack_with_the_tokenizer_on_s3(s3_env: S3, tmp_path: Path, tok: Path, sh
     assert not str(fetched).startswith("s3:") and (fetched / "tokenizer_config.json").read_bytes() == \
         (tok / "tokenizer_config.json").read_bytes()
     assert PackStage({"tokenizer": tok_url + "/tokenizer.json"}).tokenizer_dir() == fetched  # once per process
-    assert pack_mod._FETCHED[tok_url] == fetched
+    assert pack_mod._FETCHED[tok_url][1] == fetched
     run_stage(stage, [inp], f"s3://{BUCKET}/pk2/pack", SerialRuntime())
     run_stage(PackStage({"tokenizer": str(tok), "seq_len": SEQ_LEN}), [inp], tmp_path / "pack", SerialRuntime())
     remote = s3_env.keys("pk2/pack/")
     assert pack_objects(remote) == pack_objects(local_objects(tmp_path / "pack"))
     assert json.loads(remote[PACK_MANIFEST])["tokenizer_sha256"] == shard_io.sha256_file(tok / "tokenizer.json")
+    # a tokenizer rewritten at the same URL (retrained) is fetched again: its sha256 is the new
+    # bytes', so the config hash changes and every shard would be repacked
+    changed = (tok / "tokenizer.json").read_bytes() + b"\n"
+    s3_env.client.put_object(Bucket=BUCKET, Key="pk2/tokenizer/tokenizer.json", Body=changed)
+    again = PackStage({"tokenizer": tok_url, "seq_len": SEQ_LEN})
+    assert again.info()["sha256"] == hashlib.sha256(changed).hexdigest()
+    assert again.config_hash() != stage.config_hash() and again.tokenizer_dir() != fetched
+    assert (again.tokenizer_dir() / "tokenizer.json").read_bytes() == changed
 
 
 def test_a_missing_tokenizer_on_s3_is_a_clear_error_before_work(s3_env: S3, tmp_path: Path, shared_data: Path) -> None:
@@ -296,3 +304,22 @@ def test_pack_takes_the_tokenizer_stage_output_on_s3(s3_env: S3, tmp_path: Path,
     assert pm["vocab_size"] == Tokenizer.from_file(str(local_tok / "tokenizer.json")).get_vocab_size(True)
     assert pm["tokenizer_sha256"] == shard_io.sha256_file(local_tok / "tokenizer.json")
     assert pm["bos_id"] is not None and pm["tokens"] > 0
+
+
+def test_a_reused_local_shard_missing_its_pidx_is_redone(tmp_path: Path, tok: Path, shared_data: Path) -> None:
+    """The same guard on a local directory: the runner reuses a shard by its `.bin` and rejected
+    file; pack finds its `.pidx` gone, drops the shard's record and both manifests and fails
+    naming it; the next run redoes that shard only and the files equal the first run's."""
+    from pack_fixtures import build_pack
+
+    out, _ = build_pack(tmp_path, tok, docs(shared_data, 2, 4), seq_len=SEQ_LEN)
+    first = local_objects(out)
+    (out / "data" / "part-00000.pidx").unlink()
+    stage = PackStage({"tokenizer": str(tok), "seq_len": SEQ_LEN})
+    with pytest.raises(shard_io.ShardCorrupt, match="part-00000 .*rerun to redo them"):
+        run_stage(stage, [str(tmp_path / "pack-in")], out, SerialRuntime())
+    assert not (out / "_progress" / "part-00000.json").exists() and (out / "_progress" / "part-00001.json").exists()
+    assert not (out / PACK_MANIFEST).exists() and not (out / "manifest.json").exists()
+    run_stage(stage, [str(tmp_path / "pack-in")], out, SerialRuntime())
+    assert pack_objects(local_objects(out)) == pack_objects(first)
+    assert json.loads((out / "stats.json").read_text())["shards_resumed"] == 1
