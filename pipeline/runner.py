@@ -549,7 +549,14 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     started = time.monotonic()
     tasks = stage.plan_tasks(list(inputs))
     h = stage.config_hash()
-    files = remote_io.list_files(out_url)
+    # Only the shard folders are listed (a whole-dataset stage's `_work` may hold thousands of
+    # objects), plus whether the manifest is there.
+    files = {f"{d}/{rel}": n for d in shard_io.SHARD_DIRS for rel, n in remote_io.list_files(remote_io.join(out_url, d)).items()}
+    fs, manifest_path = remote_io.url_fs(remote_io.join(out_url, shard_io.MANIFEST))
+    try:
+        files[shard_io.MANIFEST] = int(remote_io.with_retries(lambda: fs.info(manifest_path), manifest_path).get("size") or 0)
+    except FileNotFoundError:
+        pass
     progress = [rel for rel in files if rel.startswith(f"{shard_io.PROGRESS_DIR}/") and rel.endswith(".json")
                 and not rel.rsplit("/", 1)[-1].startswith(".")]
 
@@ -566,7 +573,8 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     records_now = {rel.rsplit("/", 1)[-1][:-len(".json")]: rec for rel, rec in found.items() if rec is not None}
     if {r.get("config_hash") for r in records_now.values()} - {h}:
         log.warning("%s: output of another config found in %s; clearing it", stage.name, out_url)
-        doomed = [rel for rel in files if rel.split("/", 1)[0] in (*shard_io.SHARD_DIRS, "_work")]
+        doomed = [rel for rel in files if rel.split("/", 1)[0] in shard_io.SHARD_DIRS]
+        doomed += [f"_work/{rel}" for rel in remote_io.list_files(remote_io.join(out_url, "_work"))]
         remote_io.remove([remote_io.join(out_url, rel) for rel in doomed])
         files = {rel: n for rel, n in files.items() if rel not in set(doomed)}
         records_now = {}
@@ -581,10 +589,11 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
         rec = records_now.get(t.name)
         if rec is None or rec.get("config_hash") != h or rec.get("fingerprint") != t.fingerprint:
             return None
-        for k in ("data", "rejected_file"):
-            entry = rec.get(k)
-            if not isinstance(entry, dict) or files.get(str(entry.get("path"))) != entry.get("bytes"):
-                return None
+        named = shard_io.record_files(rec)
+        if "data" not in named or "rejected_file" not in named:
+            return None
+        if any(files.get(entry["path"]) != entry["bytes"] for entry in named.values()):
+            return None
         return rec
 
     committed = {t.name: _committed(t) for t in tasks}

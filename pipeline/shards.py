@@ -720,38 +720,42 @@ def shard_paths(stage_dir: str | os.PathLike[str], name: str, data_format: str =
             stage_dir / PROGRESS_DIR / f"{name}.json")
 
 
-def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: str, fingerprint: str,
-                    data_format: str = "parquet") -> dict[str, Any] | None:
+def record_files(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The files a commit record names: every entry that is a `ShardFile` (a dict with a `path`
+    and its `bytes`), e.g. `data` and `rejected_file`, and a pack shard's `idx_file` and
+    `pack_index_file`. Resume checks all of them and an object-store commit uploads all of them
+    before the record, so a stage with more files per shard needs nothing else."""
+    return {k: v for k, v in sorted(record.items())
+            if isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("bytes"), int)}
+
+
+def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: str, fingerprint: str
+                    ) -> dict[str, Any] | None:
     """The commit record of shard `name` if it was written under this config and input, else None.
-    `stage_dir` may be an object-store prefix: the record is read from the store and the objects
-    it names must exist with the sizes it records."""
+    Every file the record names (`record_files`: at least its data and rejected files) must
+    exist with the size it records; a file cut short (or grown) since its commit is redone (full
+    checksums are checked when a shard is read, `verify_shard`). `stage_dir` may be an
+    object-store prefix: the record is read from the store and so are the objects' sizes."""
     if is_url(stage_dir):
         return _committed_remote(str(stage_dir).rstrip("/"), name, config_hash, fingerprint)
-    data, rejected, progress = shard_paths(stage_dir, name, data_format)
+    progress = Path(stage_dir) / PROGRESS_DIR / f"{name}.json"
     if not progress.exists():
         return None
     try:
         record = read_json(progress)
     except (OSError, ValueError):
         return None
-    if record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
+    if not isinstance(record, dict) or record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
         return None
-    # the files the record names (whatever the data format), else the default layout
-    named = [record[k]["path"] for k in ("data", "rejected_file")
-             if isinstance(record.get(k), dict) and isinstance(record[k].get("path"), str)]
-    files = [Path(stage_dir) / p for p in named] if len(named) == 2 else [data, rejected]
-    if not all(f.exists() for f in files):
+    files = record_files(record)
+    if "data" not in files or "rejected_file" not in files:
         return None
-    # a file cut short (or grown) since its commit is redone; sizes are cheap to check here,
-    # full checksums are checked when a shard is read (`verify_shard`)
-    for k in ("data", "rejected_file"):
-        entry = record.get(k)
-        if isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("path"), str):
-            try:
-                if os.path.getsize(Path(stage_dir) / entry["path"]) != entry["bytes"]:
-                    return None
-            except OSError:
+    for entry in files.values():
+        try:
+            if os.path.getsize(Path(stage_dir) / entry["path"]) != entry["bytes"]:
                 return None
+        except OSError:
+            return None
     return record
 
 
@@ -764,17 +768,17 @@ def _committed_remote(stage_url: str, name: str, config_hash: str, fingerprint: 
         return None
     if not isinstance(record, dict) or record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
         return None
-    for k in ("data", "rejected_file"):
-        entry = record.get(k)
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            return None
+    files = record_files(record)
+    if "data" not in files or "rejected_file" not in files:
+        return None
+    for entry in files.values():
         url = f"{stage_url}/{entry['path']}"
         fs, p = rio.url_fs(url)
         try:
             size = rio.with_retries(lambda: fs.info(p), url).get("size")
         except FileNotFoundError:
             return None
-        if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:
+        if size != entry["bytes"]:
             return None
     return record
 

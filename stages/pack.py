@@ -16,15 +16,14 @@ seq_len, packing, BOS/EOS ids, tokens per language and domain, packing figures, 
 sha256) beside the runner's `manifest.json`. `winnow.tokenizer.PackedDataset` reads the result.
 
 Resume: the runner reuses a shard whose commit record matches (config hash with the tokenizer's
-sha256, input fingerprint) and whose named files exist; `execute` checks again with every pack
-file's recorded size (`committed_pack_shard`), so a shard missing its `.idx` or `.pidx` is redone.
+sha256, input fingerprint) and whose named files (`shards.record_files`: `.bin`, `.idx`, `.pidx`,
+rejected) all exist with their recorded sizes, so a shard missing its `.idx` or `.pidx` is redone.
 
 Object storage (`object_storage = True`): the output directory may be an `s3://…` prefix (any
 fsspec URL) and so may the tokenizer directory (the tokenizer stage's output on the store). Each
-shard is committed in a local temporary directory on its worker and uploaded with `.idx` and
-`.pidx` first, then `.bin` and the rejected parquet, the commit record last
-(`remote_io.commit_shard_remote`); `pack_manifest.json` is PUT by `check_output` after every
-record. A tokenizer URL is fetched once per process into a local temporary directory
+shard is committed in a local temporary directory on its worker and uploaded file by file, the
+commit record last (`remote_io.commit_shard_remote` uploads every file the record names);
+`pack_manifest.json` is PUT by `check_output` after every record. A tokenizer URL is fetched once per process into a local temporary directory
 (`fetch_tokenizer_dir`); the sha256 of the fetched `tokenizer.json` is the config-hash input, as
 for a local directory. Nothing assumes a disk shared between the driver and the workers.
 """
@@ -33,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import copy
 import dataclasses
 import json
 import os
@@ -56,8 +54,6 @@ from winnow.tokenizer.piece_cache import PieceCacheEncoder
 
 PACK_MANIFEST = "pack_manifest.json"
 PACK_FORMAT_VERSION = 1
-#: The files of a pack shard's commit record besides the runner's `data` and `rejected_file`.
-PACK_RECORD_FILES = ("data", "idx_file", "pack_index_file", "rejected_file")
 #: Files of a tokenizer directory that pack reads (`tokenizer_config.json` may be absent).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -180,9 +176,6 @@ class PackStage(ShardMapStage):
         self._tok: Any = None
         self._pieces: PieceCacheEncoder | None = None
         self._info: dict[str, Any] | None = None
-        #: set on the copy `execute` hands to the runtime for an object-store output: where
-        #: `run_and_commit` uploads `.idx` and `.pidx` before the runtime uploads the rest
-        self._upload_to: str | None = None
 
     # --- identity, artifacts, CLI -------------------------------------------------------------
     def tokenizer_dir(self) -> Path:
@@ -308,69 +301,30 @@ class PackStage(ShardMapStage):
         return ShardOutput(kept=kept, rejected=rejected, input_rows=n, counters={})
 
     def run_and_commit(self, task: ShardTask, out_dir: Path) -> dict[str, Any]:
-        """Process and commit one shard into `out_dir`. For an object-store output the runtime
-        passes a local temporary directory and then uploads `.bin`, the rejected parquet and the
-        commit record (`remote_io.commit_shard_remote`, which knows only those); the `.idx` and
-        `.pidx` are uploaded here, before any of them, so the record still comes last."""
         out = self.process_shard(task)
-        record = commit_pack_shard(Path(out_dir), task.name, out, self.config, self.info(),
-                                   self.config_hash(), task.fingerprint)
-        if self._upload_to is not None:
-            for key in ("idx_file", "pack_index_file"):
-                rel = record[key]["path"]
-                remote_io.put_file(str(Path(out_dir) / rel), remote_io.join(self._upload_to, rel))
-        return record
+        return commit_pack_shard(Path(out_dir), task.name, out, self.config, self.info(),
+                                 self.config_hash(), task.fingerprint)
 
-    # --- whole stage: resume from our own commit records, then the pack manifest -----------
+    # --- whole stage: the pack manifest once every shard is committed --------------------------
     def execute(self, tasks: Sequence[ShardTask], out_dir: Path, runtime: Runtime) -> list[dict[str, Any]]:
-        """Map the shards not yet committed (checked here too, with every pack file's size, so
-        resume does not depend on the runner knowing our file layout); the pack manifest is
-        written by `check_output`, which sees every shard's record. `out_dir` may be an
-        object-store URL: the prefix is listed once for the sizes, and each worker uploads its
-        shard's objects (record last)."""
-        h = self.config_hash()
-        if remote_io.is_url(str(out_dir)):
-            url = str(out_dir).rstrip("/")
-            remote_io.remove([remote_io.join(url, PACK_MANIFEST)])  # the prefix is about to change
-            files = remote_io.list_files(url)
-            done = {t.name: committed_pack_shard(url, t.name, h, t.fingerprint, files) for t in tasks}
-            todo = [t for t in tasks if done[t.name] is None]
-            uploader = copy.copy(self)
-            uploader._upload_to = url
-            by_name = {r["name"]: r for r in (runtime.map_shards(uploader, todo, url) if todo else [])}
-            return [done[t.name] or by_name[t.name] for t in tasks]
-        out_dir = Path(out_dir)
-        (out_dir / PACK_MANIFEST).unlink(missing_ok=True)  # the directory is about to change
-        done = {t.name: committed_pack_shard(out_dir, t.name, h, t.fingerprint) for t in tasks}
-        todo = [t for t in tasks if done[t.name] is None]
-        by_name = {r["name"]: r for r in (runtime.map_shards(self, todo, out_dir) if todo else [])}
-        return [done[t.name] or by_name[t.name] for t in tasks]
+        """Map the shards the runner found uncommitted (it checks every file a record names,
+        `.idx` and `.pidx` included); first remove `pack_manifest.json`, since the directory is
+        about to change. `out_dir` may be an object-store URL."""
+        target = shard_io.stage_file(out_dir, PACK_MANIFEST)
+        if isinstance(target, str):
+            remote_io.remove([target])
+        else:
+            target.unlink(missing_ok=True)
+        return runtime.map_shards(self, tasks, out_dir)
 
     def check_output(self, manifest: dict[str, Any], records: Sequence[dict[str, Any]], out_dir: Path) -> None:
         """Every shard is committed and the counts add up: write `pack_manifest.json` (what a
-        training job's reader opens) from all shard records, deterministically. The runner
-        reuses a shard by its `.bin` and rejected file only; a reused shard whose `.idx` or
-        `.pidx` is missing or has another size loses its commit record here (and the directory
-        its manifests) and the run fails naming it (the next run redoes it), rather than
-        publishing a pack that cannot be read.
-        `out_dir` may be an object-store URL (the manifest is then one PUT, after every record)."""
-        files = remote_io.list_files(str(out_dir).rstrip("/")) if remote_io.is_url(str(out_dir)) else None
-        broken = [r["name"] for r in records if not _pack_files_present(out_dir, r, files)]
-        for name in broken:
-            shard_io.remove_commit_record(out_dir, name)
-        if broken:  # no manifest may describe the prefix until it adds up again
-            doomed = [shard_io.stage_file(out_dir, f) for f in (PACK_MANIFEST, shard_io.MANIFEST)]
-            if files is not None:
-                remote_io.remove([str(f) for f in doomed])
-            else:
-                for f in doomed:
-                    Path(f).unlink(missing_ok=True)
-            raise shard_io.ShardCorrupt(f"pack: shard(s) {', '.join(broken)} in {out_dir} miss a pack file (.idx/.pidx) "
-                                        f"or one has another size than its commit record says; their commit records "
-                                        f"were removed: rerun to redo them")
+        training job's reader opens) from all shard records, deterministically. `out_dir` may be
+        an object-store URL (the manifest is then one PUT, after every record; none when a
+        rerun changed nothing)."""
         body, target = pack_manifest(self.config, self.info(), records), shard_io.stage_file(out_dir, PACK_MANIFEST)
         if isinstance(target, str) and remote_io.get_bytes(target) == shard_io.json_bytes(body):
-            return  # a rerun that changed nothing PUTs nothing
+            return
         shard_io.write_json_at(body, target)
 
 
@@ -393,41 +347,6 @@ def with_bos_eos(ids: np.ndarray, counts: np.ndarray, bos: int | None, eos: int 
         body[dst[nonempty + 1] - 1] = False
     out[body] = ids
     return out, lengths
-
-
-def _pack_files_present(out_dir: Path | str, record: dict[str, Any], files: dict[str, int] | None) -> bool:
-    """Whether every file a pack commit record names is there with its recorded size: `files`
-    is the listing (relative path -> size) of an object-store prefix, None for a local directory."""
-    for key in PACK_RECORD_FILES:
-        f = record.get(key)
-        if not isinstance(f, dict) or not isinstance(f.get("path"), str):
-            return False
-        if files is not None:
-            if files.get(f["path"]) != f.get("bytes"):
-                return False
-            continue
-        p = Path(out_dir) / f["path"]
-        if not p.is_file() or p.stat().st_size != f.get("bytes"):
-            return False
-    return True
-
-
-def committed_pack_shard(out_dir: Path | str, name: str, config_hash: str, fingerprint: str,
-                         files: dict[str, int] | None = None) -> dict[str, Any] | None:
-    """The commit record of a pack shard if it was written under this config and input and its
-    files are all there with the recorded sizes; else None (the shard is redone). `out_dir` may
-    be an object-store URL; `files` is then its listing (`remote_io.list_files`, listed here
-    when not given)."""
-    remote = remote_io.is_url(str(out_dir))
-    try:
-        record = shard_io.read_json_at(shard_io.stage_file(out_dir, shard_io.PROGRESS_DIR, f"{name}.json"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
-        return None
-    if remote and files is None:
-        files = remote_io.list_files(str(out_dir).rstrip("/"))
-    return record if _pack_files_present(out_dir, record, files if remote else None) else None
 
 
 def _write_bytes_atomic(data: bytes, path: Path, out_dir: Path) -> shard_io.ShardFile:

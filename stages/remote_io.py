@@ -262,8 +262,8 @@ def remove(urls: list[str]) -> None:
 
 def commit_shard_remote(run_and_commit: Callable[[Any, Any], dict[str, Any]], task: Any, out_url: str) -> dict[str, Any]:
     """Process and commit one shard into a local temporary stage directory (named like the remote
-    one, so its statistics name the stage), then upload it: data and rejected objects first, the
-    commit record last. Returns the commit record (its paths are relative, as for a local shard)."""
+    one, so its statistics name the stage), then upload it: every file the record names first
+    (`shards.record_files`: data, rejected, and any a stage adds), the commit record last. Returns the commit record (its paths are relative, as for a local shard)."""
     import tempfile
     from pathlib import Path
 
@@ -271,9 +271,10 @@ def commit_shard_remote(run_and_commit: Callable[[Any, Any], dict[str, Any]], ta
     with tempfile.TemporaryDirectory(prefix="winnow-shard-") as tmp:
         local = Path(tmp) / name
         record = run_and_commit(task, local)
-        for key in ("data", "rejected_file"):
-            rel = record[key]["path"]
-            put_file(str(local / rel), join(out_url, rel))
+        from winnow.pipeline.shards import record_files
+
+        for entry in record_files(record).values():  # every file the record names, then the record
+            put_file(str(local / entry["path"]), join(out_url, entry["path"]))
         put_file(str(local / "_progress" / f"{record['name']}.json"), join(out_url, "_progress", f"{record['name']}.json"))
     return record
 

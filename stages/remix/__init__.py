@@ -239,7 +239,7 @@ class RemixStage(Stage):
         h = self.config_hash()
         fingerprint = tasks[0].fingerprint
         names = [t.name for t in tasks]
-        committed = {n: shard_io.committed_shard(out_dir, n, h, t.fingerprint, "arrow") for n, t in zip(names, tasks)}
+        committed = {n: shard_io.committed_shard(out_dir, n, h, t.fingerprint) for n, t in zip(names, tasks)}
         if all(committed.values()):   # finished under this config and these inputs: nothing to do
             return [committed[n] for n in names]  # type: ignore[misc]
         inputs = tasks[0].inputs
