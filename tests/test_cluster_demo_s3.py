@@ -50,6 +50,8 @@ def own_tmp() -> Iterator[Path]:
 
 def private_tmp_allowed() -> bool:
     """Whether this process may give a child its own mount namespace with a tmpfs on /tmp."""
+    if shutil.which("unshare") is None:
+        return False
     probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                             "mount -t tmpfs tmpfs /tmp && test -z \"$(ls -A /tmp)\""],
                            capture_output=True, text=True, timeout=30)
