@@ -47,7 +47,7 @@ from pydantic import Field
 
 from winnow.pipeline import shards as shard_io
 from winnow.stages import remote_io
-from winnow.stages.base import PATH, Runtime, ShardMapStage, ShardOutput, ShardTask, StageConfig, EXECUTION
+from winnow.stages.base import PATH, Runtime, ShardMapStage, ShardOutput, ShardTask, StageConfig, EXECUTION, identity_config
 from winnow.tokenizer.indexed import check_vocab_fits, index_bytes
 from winnow.tokenizer.packing import pack, pack_index_bytes, packing_stats, sha256_bytes
 from winnow.tokenizer.piece_cache import PieceCacheEncoder
@@ -191,10 +191,13 @@ class PackStage(ShardMapStage):
         return self._info
 
     def config_hash(self) -> str:
-        """The config plus the tokenizer file's sha256: a retrained tokenizer repacks."""
+        """The config with the tokenizer's sha256 in place of its location: a retrained
+        tokenizer repacks; the same tokenizer files elsewhere (a copy, the store instead of a
+        local directory) do not."""
         import hashlib
 
-        base = super().config_hash()
+        ident = {k: v for k, v in identity_config(self.config).items() if k != "tokenizer"}
+        base = json.dumps({"stage": self.name, "version": self.version, "config": ident}, sort_keys=True)
         sha = self.info()["sha256"] if self.config.tokenizer else ""
         return hashlib.sha256(f"{base}:{sha}".encode()).hexdigest()[:16]
 

@@ -171,12 +171,6 @@ def comparable(files: dict[str, bytes], root: str) -> dict[str, str]:
             continue
         if key.endswith(".json"):
             obj = _normalised(json.loads(data), root)
-            if key == "pack/manifest.json":
-                # KNOWN BUG (stages/pack.py `PackStage.config_hash`): the hash is made of the
-                # config *with the tokenizer's location* (`tokenizer`, a path field) plus the
-                # tokenizer.json sha256, so the same tokenizer at s3://… and in a local directory
-                # gives two hashes (and a moved output would repack). Everything else is compared.
-                obj.pop("config_hash", None)
             data = json.dumps(obj, sort_keys=True).encode()
         out[key] = hashlib.sha256(data).hexdigest()
     return out

@@ -103,6 +103,13 @@ def test_config_hash_includes_tokenizer_sha(tmp_path, tok, shared_data):
     b = PackStage({"tokenizer": str(other)}).config_hash()
     assert a != b
     assert PackStage({"tokenizer": str(tok)}).config_hash() == a
+    # the same tokenizer files in another directory: the same hash (its location is not identity)
+    import shutil
+
+    copy = tmp_path / "tok-copy"
+    shutil.copytree(tok, copy)
+    assert PackStage({"tokenizer": str(copy)}).config_hash() == a
+    assert PackStage({"tokenizer": str(copy), "seq_len": 128}).config_hash() != a
 
 
 def test_bad_settings_refused_before_work(tmp_path, tok, rows, shared_data):
