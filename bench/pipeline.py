@@ -178,7 +178,7 @@ def _hot_spots(prof: Any, total_cpu_s: float, top: int = 400) -> list[dict[str, 
 
 def _tokenizer_sample_bytes(out: Path) -> int:
     """UTF-8 bytes the tokenizer trained on, from what its stage recorded."""
-    for name in ("tokenizer_report.json", "train_report.json", "manifest.json"):
+    for name in ("stats.json", "tokenizer_report.json", "train_report.json", "manifest.json"):
         p = out / name
         if p.exists():
             found = _find_key(json.loads(p.read_text()), ("sample_bytes", "train_bytes", "text_bytes"))
