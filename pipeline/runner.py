@@ -531,11 +531,11 @@ def _run_stage_remote(stage: Stage, inputs: Sequence[str], out_url: str, runtime
     objects of shards no longer planned (or of another config) are deleted; the manifest is the
     last object written, once the counts add up. The output location is probed first
     (`remote_io.check_output_writable`), before planning: no credentials, no bucket or access
-    denied fail in seconds. Supported for the stages `supports_object_storage` names (shard-map
-    stages that keep the default `execute`: ingest, filter; and stages with `object_storage =
-    True`: decontaminate, and the whole-dataset remix and tokenizer, which get every task and the
-    URL and skip their committed shards themselves, as on the local path); the others still need
-    a local or mounted output directory and raise `UnsupportedOutput`. Inputs may be stage directories on object storage too
+    denied fail in seconds. Supported for the stages `supports_object_storage` names: shard-map
+    stages that keep the default `execute`, and stages with `object_storage = True` (today every
+    stage winnow ships: whole-dataset ones get every task and the URL and skip their committed
+    shards themselves, as on the local path); a stage that does not opt in raises
+    `UnsupportedOutput`. Inputs may be stage directories on object storage too
     (`shards.input_shard_entries` reads their manifests from the store)."""
     import json
     from concurrent.futures import ThreadPoolExecutor

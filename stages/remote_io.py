@@ -263,7 +263,8 @@ def remove(urls: list[str]) -> None:
 def commit_shard_remote(run_and_commit: Callable[[Any, Any], dict[str, Any]], task: Any, out_url: str) -> dict[str, Any]:
     """Process and commit one shard into a local temporary stage directory (named like the remote
     one, so its statistics name the stage), then upload it: every file the record names first
-    (`shards.record_files`: data, rejected, and any a stage adds), the commit record last. Returns the commit record (its paths are relative, as for a local shard)."""
+    (`shards.record_files`: data, rejected, and any a stage adds), the commit record last.
+    Returns the commit record (its paths are relative, as for a local shard)."""
     import tempfile
     from pathlib import Path
 
