@@ -315,12 +315,15 @@ def check_output_writable(out: str) -> None:
     if not is_url(out):
         from pathlib import Path
 
+        import tempfile
+
         d = Path(local_path(out))
         try:
             d.mkdir(parents=True, exist_ok=True)
-            probe = d / f".winnow-probe-{uuid.uuid4().hex}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # an unnamed file (O_TMPFILE where the filesystem has it): a run killed right here
+            # leaves nothing behind in the output directory
+            with tempfile.TemporaryFile(dir=d) as f:
+                f.write(b"probe")
         except OSError as exc:
             raise OutputUnwritable(f"output {out} is not writable: {type(exc).__name__}: {exc}") from exc
         return

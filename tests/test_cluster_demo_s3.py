@@ -7,12 +7,13 @@ Nothing rests on a shared local disk:
 - the demo's crawl files are uploaded to the S3 server and read from `s3://`; every stage
   directory (dedup's `_work` included) is an `s3://` prefix;
 - the job ships its config with `--working-dir` (each node unpacks its own copy);
-- the second node runs in its own mount namespace with a private, empty `/tmp` (where Ray keeps
-  its temp dirs and unpacked working dirs, and where this test keeps its files), so it cannot
-  read the head's files or the test's; it sees what a machine of the same image would see: the
-  installed winnow and the read-only files the demo's filter and decontaminate sections name
-  (KenLM models, benchmark sets), which a real cluster bakes into its image or mounts.
-Where `unshare --mount` is not allowed (not root), the second node shares `/tmp`; the test says
+- the second node runs in its own mount namespace with an empty tmpfs over the head's Ray temp
+  dir (where the head unpacks the job's working dir) and over the test's job files, so it cannot
+  read them; it sees what a machine of the same image would see: the installed winnow (the venv,
+  wherever the clone is, /tmp included) and the read-only files the demo's filter and
+  decontaminate sections name (KenLM models, benchmark sets), which a real cluster bakes into its
+  image or mounts.
+Where `unshare --mount` is not allowed (not root), the second node shares the disk; the test says
 so on stdout and checks everything else the same way.
 """
 
@@ -48,26 +49,35 @@ def own_tmp() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def private_tmp_allowed() -> bool:
-    """Whether this process may give a child its own mount namespace with a tmpfs on /tmp."""
+def private_mounts_allowed() -> bool:
+    """Whether this process may give a child its own mount namespace with a tmpfs over a dir."""
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                            "mount -t tmpfs tmpfs /tmp && test -z \"$(ls -A /tmp)\""],
-                           capture_output=True, text=True, timeout=30)
-    return probe.returncode == 0
+    d = tempfile.mkdtemp(prefix="wc-probe-")
+    try:
+        (Path(d) / "x").write_text("x")
+        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                f'mount -t tmpfs tmpfs "{d}" && test -z "$(ls -A "{d}")"'],
+                               capture_output=True, text=True, timeout=30)
+        return probe.returncode == 0
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class IsolatedCluster(LocalCluster):
-    """`LocalCluster` whose added nodes may run with a private `/tmp` (their own mount namespace):
-    the head's temp dir, its unpacked job working dir and the test's files are not there."""
+    """`LocalCluster` whose added nodes may run in their own mount namespace with an empty tmpfs
+    over chosen directories (the head's Ray temp dir with its unpacked job working dir, the
+    test's job files): that node cannot read them. The venv, the repo and the read-only inputs
+    (models, benchmark sets: on a real cluster, in the image) stay visible wherever they are,
+    e.g. a clone under /tmp."""
 
-    def add_private_node(self, num_cpus: int, resource: str) -> None:
-        node_dir = tempfile.mkdtemp(prefix="wc", dir="/tmp")  # the same name, inside the private /tmp
+    def add_private_node(self, num_cpus: int, resource: str, hide: list[str]) -> None:
+        node_dir = tempfile.mkdtemp(prefix="wc")
         self.node_dirs.append(node_dir)
         ray = [str(BIN / "ray"), "start", f"--address={self.address}", f"--num-cpus={num_cpus}",
                f"--resources={json.dumps({resource: 1})}", f"--temp-dir={node_dir}", *self._node_args()]
-        script = f'mount -t tmpfs tmpfs /tmp && mkdir -p "{node_dir}" && exec "$@"'
+        mounts = " && ".join(f'mount -t tmpfs tmpfs "{d}"' for d in hide)
+        script = f'{mounts} && exec "$@"'
         self._spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *ray])
         self.wait_for_nodes(len(self.procs))
 
@@ -204,7 +214,7 @@ def submit(c: LocalCluster, address: str, job_dir: Path, env_vars: dict[str, str
 
 @pytest.mark.slow
 def test_demo_on_two_nodes_into_s3_matches_one_machine(s3: S3, shared_data: Path, own_tmp: Path) -> None:
-    """The demo on a head (`node_a`, 1 CPU) and a second node (`node_b`, 2 CPUs, private /tmp),
+    """The demo on a head (`node_a`, 1 CPU) and a second node (`node_b`, 2 CPUs, own mounts),
     submitted with `ray job submit`, every stage directory under `s3://winnow/demo-out/`: the job
     succeeds, Ray tasks ran on both nodes, the counts chain from stage to stage, and every object
     equals what `winnow run` of the same config writes into a local directory on one machine."""
@@ -219,18 +229,19 @@ def test_demo_on_two_nodes_into_s3_matches_one_machine(s3: S3, shared_data: Path
     aws = {k: s3.env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                   "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")}
 
-    private = private_tmp_allowed()
-    print(f"second node with a private /tmp: {private}")
+    private = private_mounts_allowed()
+    print(f"second node in its own mount namespace: {private}")
     c = IsolatedCluster(dashboard=True)
     try:
         c.start_head(num_cpus=1, resource="node_a")
         if private:
-            c.add_private_node(num_cpus=2, resource="node_b")
+            c.add_private_node(num_cpus=2, resource="node_b", hide=[c.temp_dir, str(job_dir)])
         else:
             c.add_node(num_cpus=2, resource="node_b")
-        if private:  # the second node sees neither the head's Ray files nor this test's
-            assert seen_from(c, "node_b", [c.temp_dir, str(own_tmp)]) == {c.temp_dir: False, str(own_tmp): False}
-            assert seen_from(c, "node_a", [c.temp_dir, str(own_tmp)]) == {c.temp_dir: True, str(own_tmp): True}
+        if private:  # the second node sees neither the head's Ray files nor this test's job files
+            probe = [str(Path(c.temp_dir) / "session_latest"), str(job_dir / "job.yaml")]  # the dirs are empty mountpoints there
+            assert seen_from(c, "node_b", probe) == dict.fromkeys(probe, False)
+            assert seen_from(c, "node_a", probe) == dict.fromkeys(probe, True)
         address = f"http://127.0.0.1:{c.dash_port}"
         t0 = time.monotonic()
         job = submit(c, address, job_dir, aws)
