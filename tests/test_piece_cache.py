@@ -220,3 +220,13 @@ def test_arrow_input_with_nulls_and_slices(anchor_json):
     want = _ids(tok, texts + [""])
     assert counts.tolist() == [len(w) for w in want]
     assert ids.tolist() == [t for w in want for t in w]
+
+
+def test_invalid_utf8_is_a_clear_error(anchor_json):
+    """A string column with bytes that are not UTF-8 (a hand-made parquet can hold them) is
+    refused with a clear error before the unchecked decoder sees it."""
+    raw = pa.array([b"ok text", b"bad \xf7\xbf\xbf\xbf \xc3"], pa.binary())
+    bad = pa.Array.from_buffers(pa.string(), len(raw), raw.buffers())
+    enc = PieceCacheEncoder.for_tokenizer(Tokenizer.from_str(json.dumps(anchor_json)), anchor_json)
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        enc.encode_arrow(bad)

@@ -482,6 +482,10 @@ class PieceCacheEncoder:
 
         arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
         arr = arr.fill_null("").cast(pa.large_string())
+        try:  # the kernel decodes UTF-8 without checks: refuse invalid bytes first (simdutf, GB/s)
+            arr.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            raise ValueError(f"texts are not valid UTF-8: {exc}") from None
         n = len(arr)
         counts = np.zeros(n, np.int64)
         if n == 0:
