@@ -737,50 +737,36 @@ def committed_shard(stage_dir: str | os.PathLike[str], name: str, config_hash: s
     checksums are checked when a shard is read, `verify_shard`). `stage_dir` may be an
     object-store prefix: the record is read from the store and so are the objects' sizes."""
     if is_url(stage_dir):
-        return _committed_remote(str(stage_dir).rstrip("/"), name, config_hash, fingerprint)
-    progress = Path(stage_dir) / PROGRESS_DIR / f"{name}.json"
-    if not progress.exists():
-        return None
-    try:
-        record = read_json(progress)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
-        return None
-    files = record_files(record)
-    if "data" not in files or "rejected_file" not in files:
-        return None
-    for entry in files.values():
+        url = str(stage_dir).rstrip("/")
+        rio = _rio()
         try:
-            if os.path.getsize(Path(stage_dir) / entry["path"]) != entry["bytes"]:
+            record = read_json_at(f"{url}/{PROGRESS_DIR}/{name}.json")
+        except ValueError:
+            return None
+
+        def size(rel: str) -> int | None:
+            fs, p = rio.url_fs(f"{url}/{rel}")
+            try:
+                return rio.with_retries(lambda: fs.info(p), f"{url}/{rel}").get("size")
+            except FileNotFoundError:
                 return None
-        except OSError:
+    else:
+        try:
+            record = read_json(Path(stage_dir) / PROGRESS_DIR / f"{name}.json")
+        except (OSError, ValueError):
             return None
-    return record
 
-
-def _committed_remote(stage_url: str, name: str, config_hash: str, fingerprint: str) -> dict[str, Any] | None:
-    """`committed_shard` of a stage directory on object storage."""
-    rio = _rio()
-    try:
-        record = read_json_at(f"{stage_url}/{PROGRESS_DIR}/{name}.json")
-    except ValueError:
-        return None
+        def size(rel: str) -> int | None:
+            try:
+                return os.path.getsize(Path(stage_dir) / rel)
+            except OSError:
+                return None
     if not isinstance(record, dict) or record.get("config_hash") != config_hash or record.get("fingerprint") != fingerprint:
         return None
     files = record_files(record)
     if "data" not in files or "rejected_file" not in files:
         return None
-    for entry in files.values():
-        url = f"{stage_url}/{entry['path']}"
-        fs, p = rio.url_fs(url)
-        try:
-            size = rio.with_retries(lambda: fs.info(p), url).get("size")
-        except FileNotFoundError:
-            return None
-        if size != entry["bytes"]:
-            return None
-    return record
+    return record if all(size(e["path"]) == e["bytes"] for e in files.values()) else None
 
 
 def commit_shard(stage_dir: str | os.PathLike[str], name: str, *, kept: pa.Table, rejected: pa.Table,

@@ -180,3 +180,22 @@ def s3() -> Iterator[S3]:
 def remote_digests(objects: dict[str, bytes]) -> dict[str, str]:
     """sha256 of every data and rejected object of a stage directory's `S3.keys` listing."""
     return {k: hashlib.sha256(v).hexdigest() for k, v in objects.items() if k.split("/", 1)[0] in ("data", "rejected")}
+
+
+def object_count(s3: "S3", prefix: str) -> int:
+    """How many objects sit under `prefix` in the test bucket (e.g. a stage's `_progress/`)."""
+    return sum(len(page.get("Contents", []))
+               for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix))
+
+
+def kill_when(proc: subprocess.Popen, ready: Any, what: str, timeout_s: float = 600, poll_s: float = 0.05) -> None:
+    """SIGKILL the process group of `proc` (started with `start_new_session=True`) as soon as
+    `ready()` is true: a run killed part-way, for the resume tests. Fails if the run ends first
+    or `ready()` never comes (`what` names what was awaited)."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, f"{what} never happened"
+        time.sleep(poll_s)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

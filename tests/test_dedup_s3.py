@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
 import pytest
 
-from s3_server import BUCKET, S3, remote_digests, s3  # noqa: F401 - s3 is the fixture
+from s3_server import BUCKET, S3, kill_when, remote_digests, s3  # noqa: F401 - s3 is the fixture
 from test_dedup_stage import cc_table, write_shards
 from winnow.pipeline import shards as shard_io
 
@@ -181,13 +178,7 @@ def test_killed_dedup_resumes_from_its_work_on_s3(s3: S3, cc: pa.Table, own_tmp:
             found += [o["Key"][len("kill/dedup/"):] for o in page.get("Contents", [])]
         return found
 
-    deadline = time.monotonic() + 600
-    while not any("/lsh/" in k and k.endswith(".done.json") for k in keys()):
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "the LSH phase never started"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: any("/lsh/" in k and k.endswith(".done.json") for k in keys()), "the LSH phase")
     at_kill = keys()
     at_kill_records = [k for k in at_kill if k.startswith("_progress/")]
     assert len(at_kill_records) < 6 and "manifest.json" not in at_kill, "the kill must land mid-stage"

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,7 +26,7 @@ import pyarrow as pa
 import pytest
 
 from pack_fixtures import corpus_rows, make_tokenizer_dir
-from s3_server import BUCKET, S3, s3  # noqa: F401 - s3 is the fixture
+from s3_server import BUCKET, S3, kill_when, object_count, s3  # noqa: F401 - s3 is the fixture
 from winnow.pipeline import shards as shard_io
 from winnow.pipeline.runner import SerialRuntime, run_stage
 from winnow.stages.pack import PACK_MANIFEST, PackStage
@@ -240,15 +237,9 @@ def test_pack_on_ray_killed_mid_stage_resumes(s3_env: S3, tmp_path: Path, tok: P
                             start_new_session=True)
 
     def records() -> int:
-        return len(s3_env.client.list_objects_v2(Bucket=BUCKET, Prefix="pk4/pack/_progress/").get("Contents", []))
+        return object_count(s3_env, "pk4/pack/_progress/")
 
-    deadline = time.monotonic() + 600
-    while records() < 3:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no shard committed"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: records() >= 3, "a third shard commit")
     committed = records()
     assert 3 <= committed < n, "the kill must land part-way"
     assert PACK_MANIFEST not in s3_env.keys("pk4/pack/")

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +24,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from s3_server import BUCKET, S3, free_port, remote_digests, s3  # noqa: F401 - s3 is the fixture
+from s3_server import BUCKET, S3, free_port, kill_when, object_count, remote_digests, s3  # noqa: F401 - s3 is the fixture
 from winnow.pipeline import shards as shard_io
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,16 +124,9 @@ def test_killed_run_resumes_on_s3(s3: S3, shared_data: Path, own_tmp: Path) -> N
                             env=s3.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def records() -> int:
-        page = s3.client.list_objects_v2(Bucket=BUCKET, Prefix="out-kill/ingest/_progress/")
-        return len(page.get("Contents", []))
+        return object_count(s3, "out-kill/ingest/_progress/")
 
-    deadline = time.monotonic() + 300
-    while records() < 3:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no shard committed"
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: records() >= 3, "a third shard commit", timeout_s=300)
     committed = records()
     assert 3 <= committed < n, "the kill must land part-way"
     assert "out-kill/ingest/manifest.json" not in {o["Key"] for o in s3.client.list_objects_v2(
@@ -507,13 +498,7 @@ def test_remix_writes_to_s3_resumes_after_a_kill_and_matches_a_local_output(s3: 
         return [o["Key"] for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
                 for o in page.get("Contents", [])]
 
-    deadline = time.monotonic() + 600
-    while len(listing("remix/remix/_progress/")) < 2:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no remix shard committed"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: len(listing("remix/remix/_progress/")) >= 2, "a second remix shard commit")
     committed = len(listing("remix/remix/_progress/"))
     assert "remix/remix/manifest.json" not in listing("remix/remix/")
     assert listing("remix/remix/_work/"), "the work files are objects on the store"
@@ -608,15 +593,9 @@ def test_decontaminate_killed_on_s3_resumes(s3: S3, shared_data: Path, own_tmp: 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def records() -> int:
-        return len(s3.client.list_objects_v2(Bucket=BUCKET, Prefix="decont/decontaminate/_progress/").get("Contents", []))
+        return object_count(s3, "decont/decontaminate/_progress/")
 
-    deadline = time.monotonic() + 600
-    while records() < 3:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no shard committed"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, lambda: records() >= 3, "a third shard commit")
     committed = records()
     assert 3 <= committed < n, "the kill must land part-way"
     done = subprocess.run([sys.executable, "-c", DECONT_DRIVER, ingest, out, "2", benchmarks], cwd=REPO, env=s3.env,

@@ -130,7 +130,7 @@ def numeric_code_points() -> np.ndarray:
     """Code points `Digits(individual_digits=True)` isolates (Rust's `char::is_numeric`: general
     category Nd, Nl or No in the Unicode version `tokenizers` was built with, which is newer than
     Python's `unicodedata`: 1,924 against 1,791 code points here). Asked of `tokenizers` itself,
-    once per process (~0.5 s): every code point in one string; a piece of one character is a
+    once per process (0.36 CPU s, `bench/pack_startup.py`): every code point in one string; a piece of one character is a
     digit or a one-character gap between two digits, told apart by a second pass over those
     candidates with a letter between each."""
     from tokenizers import pre_tokenizers
@@ -482,7 +482,7 @@ class PieceCacheEncoder:
 
         arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
         arr = arr.fill_null("").cast(pa.large_string())
-        try:  # the kernel decodes UTF-8 without checks: refuse invalid bytes first (simdutf, GB/s)
+        try:  # the kernel decodes UTF-8 without checks: refuse invalid bytes first
             arr.validate(full=True)
         except pa.ArrowInvalid as exc:
             raise ValueError(f"texts are not valid UTF-8: {exc}") from None
